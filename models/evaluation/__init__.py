@@ -1,0 +1,11 @@
+"""Offline evaluation of next-item recommenders (SPEC §2)."""
+
+from models.evaluation.ranking import (
+    DEFAULT_KS,
+    finalize_ranking,
+    merge_sums,
+    ranking_sums,
+    true_item_ranks,
+)
+
+__all__ = ["DEFAULT_KS", "finalize_ranking", "merge_sums", "ranking_sums", "true_item_ranks"]

@@ -1,0 +1,26 @@
+"""Pure objectives of the SASRec variants (SPEC §4): tensors in, ``(value, diagnostics)`` out.
+
+One file per family; each function's docstring names its paper and equation. Imports torch only.
+"""
+
+from models.objectives.ce import ce_loss
+from models.objectives.contrastive import info_nce_loss
+from models.objectives.cql import CQLActions, cql_loss
+from models.objectives.negatives import sample_negatives
+from models.objectives.sa2c import propensity_factor, sa2c_advantage, sa2c_weights, sac_weights
+from models.objectives.td import double_q_targets, negative_td_loss, td_loss
+
+__all__ = [
+    "CQLActions",
+    "ce_loss",
+    "cql_loss",
+    "double_q_targets",
+    "info_nce_loss",
+    "negative_td_loss",
+    "propensity_factor",
+    "sa2c_advantage",
+    "sa2c_weights",
+    "sac_weights",
+    "sample_negatives",
+    "td_loss",
+]

@@ -1,0 +1,88 @@
+"""Settings of `recrl prepare` (SPEC §1), one typed dataclass with the SPEC's defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+SourceName = Literal["yoochoose", "retailrocket", "movielens", "open_bandit", "generic"]
+SOURCES: tuple[str, ...] = ("yoochoose", "retailrocket", "movielens", "open_bandit", "generic")
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Turn a session log into RL transitions (Xin et al. 2020, RC15 recipe; SPEC §1).
+
+    Rows are parsed and validated, sessions with too few clicks removed, items
+    label-encoded to ``0..n_items-1`` (``pad_id = n_items``), sessions split 80/10/10 and
+    every event of a session becomes a transition with a state of the previous
+    ``state_len`` items.
+    """
+
+    source: SourceName
+    """Input format: yoochoose, retailrocket, movielens, open_bandit or generic."""
+    input_path: str
+    """A file or a folder of the source (local path, s3:// or gs://)."""
+    output_path: str
+    """Folder that receives train/, val/, test/ parquet shards and meta.json."""
+    state_len: int = 10
+    """L: number of previous items in a state."""
+    r_click: float = 0.2
+    """Reward of a click event."""
+    r_buy: float = 1.0
+    """Reward of a purchase event."""
+    min_session_clicks: int = 2
+    """Keep sessions with MORE than this many clicks (RC15: sessions of length >= 3)."""
+    min_item_count: int = 0
+    """Drop items with <= this many valid events before the session filter; 0 keeps all."""
+    split: Literal["session", "time"] = "session"
+    """``session``: random permutation of session ids from ``seed``; ``time``: by start time."""
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    """Train/val/test fractions of sessions."""
+    seed: int = 0
+    """Seed of the session permutation."""
+    max_invalid_fraction: float = 0.01
+    """Fail when more than this fraction of input rows has a bad value of one kind."""
+    retailrocket_purchase: Literal["addtocart", "transaction"] = "addtocart"
+    """RetailRocket event that counts as purchase; ``addtocart`` is the SQN/SA2C convention
+    (``transaction`` rows are then dropped); with ``transaction``, add-to-cart rows are."""
+    movielens_positive_threshold: float | None = None
+    """MovieLens ratings >= this become purchases; None keeps every rating a click."""
+    rows_per_shard: int = 1_000_000
+    """Upper bound of transitions per parquet file."""
+    num_partitions: int | None = None
+    """Hash partitions by session for the window stage; None picks from the input size."""
+    overwrite: bool = False
+    """Replace an output folder that holds a different dataset."""
+    extra_metadata: dict[str, str] = field(default_factory=dict)
+    """Free-form provenance copied into meta.json (e.g. the generator settings)."""
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}; got {self.source!r}")
+        if self.state_len < 1:
+            raise ValueError(f"state_len must be >= 1, got {self.state_len}")
+        if self.min_session_clicks < 0 or self.min_item_count < 0:
+            raise ValueError("min_session_clicks and min_item_count must be >= 0")
+        if self.split not in ("session", "time"):
+            raise ValueError(f"split must be 'session' or 'time', got {self.split!r}")
+        fractions = self.split_fractions
+        if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
+            raise ValueError(
+                f"split_fractions must be three non-negative numbers summing to 1, got {fractions}"
+            )
+        if not 0.0 <= self.max_invalid_fraction <= 1.0:
+            raise ValueError("max_invalid_fraction must lie in [0, 1]")
+        if self.retailrocket_purchase not in ("addtocart", "transaction"):
+            raise ValueError("retailrocket_purchase must be 'addtocart' or 'transaction'")
+        if self.rows_per_shard < 1:
+            raise ValueError("rows_per_shard must be >= 1")
+
+    def fingerprint_fields(self) -> dict:
+        """Settings that change the produced transitions (used to detect a different dataset
+        in an existing output folder)."""
+        skip = {"output_path", "overwrite", "num_partitions", "rows_per_shard"}
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip
+        }

@@ -1,0 +1,206 @@
+"""Reading source files as Arrow tables whose rows keep their file and line number.
+
+Both Ray Data (through `NumberedFileDatasource`) and the plain local path used by tests and
+benchmarks go through `iter_numbered_tables`, so an error found on a cluster names the same
+line a user sees in their editor.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from pipelines.prepare import schema
+from pipelines.prepare.errors import MissingInputError, SchemaMismatchError
+
+
+@dataclass(frozen=True)
+class CsvLayout:
+    """How a delimited text file of a source is laid out."""
+
+    columns: tuple[str, ...]
+    """Column names in file order (used as names when the file has no header row)."""
+    required: tuple[str, ...]
+    """Columns that must be present; only these are read, all as strings."""
+    delimiter: str = ","
+    header: bool | None = True
+    """True: first line holds names; False: no header; None: detect from the first line."""
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One input file and the role it plays for its adapter (``clicks``, ``buys``...)."""
+
+    path: str
+    role: str
+    layout: CsvLayout | None
+    """None for parquet files, which carry their own schema."""
+    has_header: bool = True
+    size: int = 0
+
+
+def resolve_filesystem(path: str) -> tuple[pafs.FileSystem, str]:
+    """Filesystem and path for a local path or an ``s3://``/``gs://`` URI."""
+    if "://" in path:
+        return pafs.FileSystem.from_uri(path)
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+def list_files(input_path: str) -> list[pafs.FileInfo]:
+    """The files at ``input_path`` (itself if a file, its direct children if a folder)."""
+    fs, path = resolve_filesystem(input_path)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise MissingInputError("no such file or folder", file=input_path)
+    if info.type == pafs.FileType.File:
+        return [info]
+    children = fs.get_file_info(pafs.FileSelector(path, recursive=False))
+    return sorted((c for c in children if c.type == pafs.FileType.File), key=lambda c: c.path)
+
+
+def read_first_line(path: str) -> str:
+    fs, local = resolve_filesystem(path)
+    with fs.open_input_stream(local) as stream:
+        head = stream.read(64 * 1024)
+    text = head.decode("utf-8", errors="replace")
+    return text.splitlines()[0] if text else ""
+
+
+def check_layout(path: str, layout: CsvLayout) -> bool:
+    """Check the first line against the layout; returns whether the file has a header row.
+
+    Raises `SchemaMismatchError` naming the expected and the found columns.
+    """
+    first = read_first_line(path)
+    if not first:
+        raise SchemaMismatchError("file is empty", file=path, line=1)
+    fields = [f.strip().strip('"') for f in first.split(layout.delimiter)]
+    looks_like_header = fields[: len(layout.columns)] == list(layout.columns) or (
+        set(layout.required) <= set(fields)
+    )
+    has_header = looks_like_header if layout.header is None else layout.header
+    if has_header:
+        missing = [c for c in layout.required if c not in fields]
+        if missing:
+            raise SchemaMismatchError(
+                f"header is missing column(s) {missing}; expected {list(layout.required)}, "
+                f"found {fields}",
+                file=path,
+                line=1,
+            )
+    elif len(fields) != len(layout.columns):
+        raise SchemaMismatchError(
+            f"expected {len(layout.columns)} columns {list(layout.columns)} "
+            f"separated by {layout.delimiter!r}, found {len(fields)}: {first[:200]!r}",
+            file=path,
+            line=1,
+        )
+    return has_header
+
+
+def _csv_reader(stream, source: SourceFile, invalid_rows: list):
+    layout = source.layout
+    assert layout is not None
+    read = pacsv.ReadOptions(
+        column_names=None if source.has_header else list(layout.columns),
+        use_threads=False,
+        block_size=8 << 20,
+    )
+
+    def on_invalid_row(row) -> str:
+        invalid_rows.append((row.number, row.text))
+        return "skip"
+
+    parse = pacsv.ParseOptions(
+        delimiter=layout.delimiter,
+        invalid_row_handler=on_invalid_row,
+        ignore_empty_lines=False,
+    )
+    convert = pacsv.ConvertOptions(
+        include_columns=list(layout.required),
+        column_types={c: pa.string() for c in layout.required},
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
+    return pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
+
+
+def iter_numbered_tables(stream, source: SourceFile, file_index: int) -> Iterator[pa.Table]:
+    """Yield the file's rows as string tables with ``_file``, ``_line`` and ``_bad`` columns.
+
+    Rows with the wrong number of fields are yielded too, with every column null, ``_drop``
+    set to ``malformed_row`` and their text in ``_bad``, so they are counted, not lost.
+    """
+    if source.layout is None:
+        yield from _iter_parquet(stream, file_index)
+        return
+    invalid_rows: list[tuple[int, str]] = []
+    reader = _csv_reader(stream, source, invalid_rows)
+    first_line = 2 if source.has_header else 1
+    next_line = first_line
+    pending_bad = np.empty(0, dtype=np.int64)
+    for batch in reader:
+        if invalid_rows:
+            bad_numbers = np.array([n for n, _ in invalid_rows], dtype=np.int64)
+            yield _malformed_table(invalid_rows, source, file_index)
+            invalid_rows.clear()
+            pending_bad = np.union1d(pending_bad, bad_numbers)
+        k = batch.num_rows
+        # Good rows take the line numbers not used by skipped malformed rows, in order.
+        candidates = np.arange(next_line, next_line + k + len(pending_bad), dtype=np.int64)
+        lines = candidates[~np.isin(candidates, pending_bad)][:k]
+        if k:
+            next_line = int(lines[-1]) + 1
+            pending_bad = pending_bad[pending_bad >= next_line]
+        table = pa.Table.from_batches([batch])
+        yield _with_bookkeeping(table, file_index, lines)
+    if invalid_rows:
+        yield _malformed_table(invalid_rows, source, file_index)
+
+
+def _with_bookkeeping(table: pa.Table, file_index: int, lines: np.ndarray) -> pa.Table:
+    n = table.num_rows
+    table = table.append_column(schema.FILE, pa.array(np.full(n, file_index, dtype=np.int32)))
+    table = table.append_column(schema.LINE, pa.array(lines.astype(np.int64)))
+    table = table.append_column(schema.DROP, pa.array(np.zeros(n, dtype=np.uint8)))
+    return table.append_column(schema.BAD, pa.nulls(n, pa.string()))
+
+
+def _malformed_table(rows: list[tuple[int, str]], source: SourceFile, file_index: int):
+    assert source.layout is not None
+    n = len(rows)
+    columns = {c: pa.nulls(n, pa.string()) for c in source.layout.required}
+    columns[schema.FILE] = pa.array(np.full(n, file_index, dtype=np.int32))
+    columns[schema.LINE] = pa.array([-1 if r[0] is None else r[0] for r in rows], pa.int64())
+    columns[schema.DROP] = pa.array(
+        np.full(n, schema.REASON_CODE["malformed_row"], dtype=np.uint8)
+    )
+    columns[schema.BAD] = pa.array([r[1][:200] for r in rows], pa.string())
+    return pa.table(columns)
+
+
+def _iter_parquet(stream, file_index: int) -> Iterator[pa.Table]:
+    parquet = pq.ParquetFile(stream)
+    next_line = 1
+    for batch in parquet.iter_batches(batch_size=1 << 20):
+        table = pa.Table.from_batches([batch])
+        lines = np.arange(next_line, next_line + table.num_rows, dtype=np.int64)
+        next_line += table.num_rows
+        yield _with_bookkeeping(table, file_index, lines)
+
+
+def read_local(sources: Sequence[SourceFile], file_indices: Sequence[int]) -> list[pa.Table]:
+    """Read sources without Ray (tests, benchmarks and tiny inputs)."""
+    tables = []
+    for source, index in zip(sources, file_indices, strict=True):
+        fs, path = resolve_filesystem(source.path)
+        with fs.open_input_file(path) as stream:
+            tables.extend(iter_numbered_tables(stream, source, index))
+    return tables

@@ -1,0 +1,35 @@
+"""Shared fixtures: one Ray runtime for the whole session, paths to the shared samples."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(os.environ.get("RECRL_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data"))
+
+
+def shared_dataset(name: str) -> Path:
+    """Path of a sample under ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent (real data samples live outside the repository)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A local Ray runtime shared by every test that needs one.
+
+    Logical CPUs are set to 4 so that Ray Data and remote tasks never wait for each other on
+    a 2-core CI machine; the object store is kept small.
+    """
+    import ray
+
+    from pipelines.ray_runtime import ensure_ray
+
+    os.environ.pop("RAY_ADDRESS", None)
+    ensure_ray(num_cpus=4, object_store_memory=512 * 1024 * 1024)
+    yield ray
+    ray.shutdown()
