@@ -42,8 +42,11 @@ def build_transitions(
     session_ids = np.sort(events["session_id"].unique())
     starts = events.groupby("session_id")["timestamp"].min().loc[session_ids]
     splits = assign_splits(
-        session_ids, starts.to_numpy(dtype="datetime64[ns]").astype(np.int64), method="session",
-        fractions=(0.8, 0.1, 0.1), seed=seed,
+        session_ids,
+        starts.to_numpy(dtype="datetime64[ns]").astype(np.int64),
+        method="session",
+        fractions=(0.8, 0.1, 0.1),
+        seed=seed,
     )
     session_split = dict(zip(session_ids, splits, strict=True))
     session_index = {sid: i for i, sid in enumerate(session_ids)}
@@ -61,10 +64,29 @@ def build_transitions(
             following = history[-state_len:]
             next_state = [pad_id] * (state_len - len(following)) + following
             out.append(
-                (session_index[session_id], step, state, len(recent), action,
-                 r_buy if row.is_buy else r_click, bool(row.is_buy), next_state,
-                 len(following), step == n - 1)
+                (
+                    session_index[session_id],
+                    step,
+                    state,
+                    len(recent),
+                    action,
+                    r_buy if row.is_buy else r_click,
+                    bool(row.is_buy),
+                    next_state,
+                    len(following),
+                    step == n - 1,
+                )
             )
-    columns = ["session_id", "step", "state", "state_len", "action", "reward", "is_buy",
-               "next_state", "next_state_len", "done"]
+    columns = [
+        "session_id",
+        "step",
+        "state",
+        "state_len",
+        "action",
+        "reward",
+        "is_buy",
+        "next_state",
+        "next_state_len",
+        "done",
+    ]
     return {name: pd.DataFrame(rows[code], columns=columns) for code, name in enumerate(SPLITS)}

@@ -415,9 +415,9 @@ def iter_session_chunks(
 ) -> Iterator[pd.DataFrame]:
     """Yield the sessions in order, as DataFrames of ``sessions_per_chunk`` sessions each.
 
-    ``sessions_per_chunk`` is rounded up to a multiple of `SESSIONS_PER_BLOCK`. It bounds the
-    memory (about 50 × sessions_per_chunk × max(n_items, 1024) bytes at the peak) and never
-    changes the concatenated result; nor does ``threads`` (default: up to 4 CPU threads).
+    ``sessions_per_chunk`` is rounded up to a multiple of `SESSIONS_PER_BLOCK`; memory is about
+    2 kB per session of a chunk plus 4 kB × n_items per thread (default: up to 4). Neither the
+    chunk size nor ``threads`` changes the concatenated result.
     ``session_id`` runs from 1 to ``n_sessions``.
     """
     if sessions_per_chunk < 1:

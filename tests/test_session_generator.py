@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from envs.session_generator import (
@@ -116,12 +117,12 @@ def test_every_purchase_follows_a_click_of_the_same_item(frame: pd.DataFrame) ->
 
 def test_counts_and_session_lengths(frame: pd.DataFrame, clicks: pd.DataFrame) -> None:
     assert frame["session_id"].nunique() == CONFIG.n_sessions
-    np.testing.assert_array_equal(np.unique(frame["session_id"]), np.arange(1, 3001))
+    np.testing.assert_array_equal(np.unique(frame["session_id"]), np.arange(CONFIG.n_sessions) + 1)
     assert frame["user_id"].nunique() < CONFIG.n_sessions  # users have several sessions
     lengths = clicks.groupby("session_id").size()
     assert lengths.min() == 1 and lengths.max() > 25
     assert lengths.max() <= CONFIG.max_session_length
-    assert abs(lengths.mean() - CONFIG.mean_session_length) < 0.5  # seed 0: 7.92
+    assert abs(lengths.mean() - CONFIG.mean_session_length) < 0.5  # seed 0: 7.79
 
 
 @pytest.mark.parametrize(("rate", "tolerance"), [(0.03, 0.005), (0.10, 0.015), (0.0, 0.0)])
@@ -153,10 +154,10 @@ def test_purchases_favour_items_close_to_the_taste(frame: pd.DataFrame, truth: G
 def test_item_popularity_is_zipf_like(clicks: pd.DataFrame, truth: GroundTruth) -> None:
     counts = clicks["item_id"].value_counts().to_numpy()  # descending
     top_decile_share = counts[: CONFIG.n_items // 10].sum() / counts.sum()
-    assert top_decile_share > 0.5  # seed 0: 0.59 (uniform popularity: ~0.1)
+    assert top_decile_share > 0.5  # seed 0: 0.57 (uniform popularity: ~0.1)
     ranks = np.arange(1, 101)
     slope = np.polyfit(np.log(ranks), np.log(counts[:100]), 1)[0]
-    # Clicks ∝ p^popularity_weight (nominal slope -0.77) sharpened by taste; seed 0: -0.89.
+    # Clicks ∝ p^popularity_weight (nominal slope -0.77) sharpened by taste; seed 0: -0.88.
     assert -1.3 < slope < -0.6
     per_item = clicks["item_id"].value_counts().reindex(truth.item_ids, fill_value=0).to_numpy()
     rank_corr = np.corrcoef(
@@ -202,16 +203,15 @@ def test_ground_truth_predictor_beats_popularity(clicks: pd.DataFrame, truth: Gr
 def test_write_generated_dataset_round_trips(tmp_path) -> None:
     config = SessionGeneratorConfig(n_sessions=1500, n_items=300)
     dataset = write_generated_dataset(config, tmp_path / "a", rows_per_file=5000)
-    assert [p.name for p in dataset.session_files] == [
-        "part-00000.parquet",
-        "part-00001.parquet",
-        "part-00002.parquet",
-    ]
+    names = [path.name for path in dataset.session_files]
+    assert len(names) >= 2 and names == [f"part-{i:05d}.parquet" for i in range(len(names))]
     assert dataset.ground_truth_path.exists() and dataset.metadata_path.exists()
+    for path in dataset.session_files:
+        assert pq.read_schema(path).remove_metadata().equals(ARROW_SCHEMA)
     parts = [pd.read_parquet(path) for path in dataset.session_files]
     assert all(len(part) <= 5000 for part in parts)
-    sessions = [set(part["session_id"]) for part in parts]
-    assert not sessions[0] & sessions[1] and not sessions[1] & sessions[2]  # whole sessions
+    # Whole sessions per part: no session id appears in two parts.
+    assert sum(part["session_id"].nunique() for part in parts) == config.n_sessions
     expected = generate_sessions(config)
     pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), expected)
     assert dataset.n_rows == len(expected) and dataset.n_sessions == 1500

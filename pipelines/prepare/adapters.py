@@ -20,9 +20,17 @@ from pipelines.prepare import schema
 from pipelines.prepare.config import PrepareConfig
 from pipelines.prepare.errors import MissingInputError
 from pipelines.prepare.parsing import IdType, TimestampUnit
-from pipelines.prepare.reading import CsvLayout, SourceFile, check_layout, list_files
+from pipelines.prepare.reading import (
+    CsvLayout,
+    SourceFile,
+    check_layout,
+    check_parquet_columns,
+    list_files,
+)
 
 _BOOKKEEPING = (schema.FILE, schema.LINE, schema.DROP, schema.BAD)
+_PARQUET_COLUMNS = (schema.SESSION_ID, schema.TIMESTAMP, schema.ITEM_ID, schema.EVENT)
+"""Parquet sources are already in the input schema."""
 
 
 @dataclass(frozen=True)
@@ -47,13 +55,13 @@ class Adapter:
             for info in files:
                 name = posixpath.basename(info.path).lower()
                 if any(fnmatch.fnmatch(name, p) for p in patterns):
+                    if layout is None:
+                        check_parquet_columns(info.path, _PARQUET_COLUMNS)
                     has_header = True if layout is None else check_layout(info.path, layout)
                     found.append(SourceFile(info.path, role, layout, has_header, info.size))
         missing = [r for r in self.required_roles if not any(f.role == r for f in found)]
         if missing:
-            wanted = "; ".join(
-                f"{role}: {' or '.join(self.layouts[role][0])}" for role in missing
-            )
+            wanted = "; ".join(f"{role}: {' or '.join(self.layouts[role][0])}" for role in missing)
             seen = ", ".join(posixpath.basename(f.path) for f in files) or "no files"
             raise MissingInputError(
                 f"no {self.name} input file for {wanted} (found: {seen})", file=input_path
@@ -103,8 +111,9 @@ YOOCHOOSE_BUYS = CsvLayout(
 def yoochoose_events(table: pa.Table, role: str, config: PrepareConfig) -> pa.Table:
     """Clicks file rows are ``click``, buys file rows ``purchase``."""
     event = schema.CLICK if role == "clicks" else schema.PURCHASE
-    return _events(table, table["session_id"], table["timestamp"], table["item_id"],
-                   _constant(table, event))
+    return _events(
+        table, table["session_id"], table["timestamp"], table["item_id"], _constant(table, event)
+    )
 
 
 # --- RetailRocket -------------------------------------------------------------------
@@ -169,8 +178,14 @@ def movielens_events(table: pa.Table, role: str, config: PrepareConfig) -> pa.Ta
 OPEN_BANDIT_USER_FEATURES = tuple(f"user_feature_{i}" for i in range(4))
 OPEN_BANDIT = CsvLayout(
     columns=("", "timestamp", "item_id", "position", "click", "propensity_score"),
-    required=("timestamp", "item_id", "position", "click", "propensity_score",
-              *OPEN_BANDIT_USER_FEATURES),
+    required=(
+        "timestamp",
+        "item_id",
+        "position",
+        "click",
+        "propensity_score",
+        *OPEN_BANDIT_USER_FEATURES,
+    ),
 )
 
 
@@ -180,9 +195,7 @@ def open_bandit_events(table: pa.Table, role: str, config: PrepareConfig) -> pa.
     an impression without a click is ``excluded`` (counted), since a session's transitions
     are the items a user chose. The logged-bandit view (propensities, positions) for
     off-policy evaluation is read separately (SPEC §6)."""
-    session = pc.binary_join_element_wise(
-        *[table[c] for c in OPEN_BANDIT_USER_FEATURES], "|"
-    )
+    session = pc.binary_join_element_wise(*[table[c] for c in OPEN_BANDIT_USER_FEATURES], "|")
     event = _map_values(table["click"], {"1": schema.CLICK, "0": schema.EXCLUDED})
     return _events(table, session, table["timestamp"], table["item_id"], event)
 
@@ -197,8 +210,7 @@ GENERIC_CSV = CsvLayout(
 
 def generic_events(table: pa.Table, role: str, config: PrepareConfig) -> pa.Table:
     """Already in the input schema: ``event`` must be ``click`` or ``purchase``."""
-    return _events(table, table["session_id"], table["timestamp"], table["item_id"],
-                   table["event"])
+    return _events(table, table["session_id"], table["timestamp"], table["item_id"], table["event"])
 
 
 ADAPTERS: dict[str, Adapter] = {
@@ -271,8 +283,10 @@ def find_sources(config: PrepareConfig) -> tuple[Adapter, list[SourceFile]]:
     sources = adapter.find(config.input_path)
     if not sources:
         patterns = sorted({p for pats, _ in adapter.layouts.values() for p in pats})
+        seen = ", ".join(posixpath.basename(f.path) for f in list_files(config.input_path))
         raise MissingInputError(
-            f"no {adapter.name} input files (looked for {', '.join(patterns)})",
+            f"no {adapter.name} input files (looked for {', '.join(patterns)}; "
+            f"found: {seen or 'no files'})",
             file=config.input_path,
         )
     return adapter, sources

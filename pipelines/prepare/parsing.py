@@ -21,6 +21,7 @@ IdType = Literal["int", "str"]
 _INT_PATTERN = r"^\s*[+-]?\d+\s*$"
 _NUMBER_PATTERN = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
 _SCALE_TO_NS = {"s": 1_000_000_000, "ms": 1_000_000, "ns": 1}
+_INT64_LIMIT = 9.2e18
 
 
 def _as_string(column: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -38,14 +39,8 @@ def parse_ids(column, id_type: IdType) -> tuple[pa.Array, np.ndarray]:
         return pc.cast(column.fill_null(0), pa.int64()), valid
     text = pc.utf8_trim_whitespace(_as_string(column))
     if id_type == "int":
-        valid_arr = pc.match_substring_regex(text, _INT_PATTERN)
-        cleaned = pc.if_else(valid_arr, text, "0")
-        try:
-            values = pc.cast(cleaned, pa.int64())
-        except pa.ArrowInvalid:  # digits that overflow int64
-            valid_arr = pc.and_(valid_arr, pc.less_equal(pc.utf8_length(text), 18))
-            values = pc.cast(pc.if_else(valid_arr, text, "0"), pa.int64())
-        return values, np.asarray(valid_arr.to_numpy(zero_copy_only=False), dtype=bool)
+        values, valid = _parse_int64(text)
+        return pa.array(values, pa.int64()), valid
     valid = np.asarray(pc.greater(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False))
     return text, valid.astype(bool)
 
@@ -60,11 +55,13 @@ def parse_timestamps(column, unit: TimestampUnit) -> tuple[np.ndarray, np.ndarra
         column = column.combine_chunks()
     if pa.types.is_timestamp(column.type):
         ns = pc.cast(column, pa.timestamp("ns", tz=column.type.tz)).cast(pa.int64())
-        return ns.fill_null(0).to_numpy(), np.asarray(pc.is_valid(column).to_numpy(), bool)
+        return ns.fill_null(0).to_numpy(), np.asarray(
+            pc.is_valid(column).to_numpy(zero_copy_only=False), bool
+        )
     if pa.types.is_integer(column.type) and unit in ("s", "ms", "ns", "auto"):
         scale = _SCALE_TO_NS["ns" if unit == "auto" else unit]
         values = column.fill_null(0).to_numpy().astype(np.int64) * scale
-        return values, np.asarray(pc.is_valid(column).to_numpy(), bool)
+        return values, np.asarray(pc.is_valid(column).to_numpy(zero_copy_only=False), bool)
     text = pc.utf8_trim_whitespace(_as_string(column))
     out = np.zeros(len(text), dtype=np.int64)
     valid = np.zeros(len(text), dtype=bool)
@@ -81,17 +78,30 @@ def parse_timestamps(column, unit: TimestampUnit) -> tuple[np.ndarray, np.ndarra
     return _parse_numbers(text, unit)
 
 
+def _parse_int64(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Exact int64 of integer strings (optional sign); returns (values, valid mask).
+
+    Non-integers and integers of magnitude >= 9.2e18 (about int64's limit) are invalid and
+    become 0, so one bad value never fails the whole batch.
+    """
+    valid = pc.match_substring_regex(text, _INT_PATTERN)
+    digits = pc.replace_substring_regex(pc.utf8_trim_whitespace(text), r"^\+", "")
+    digits = pc.if_else(valid, digits, "0")
+    valid = pc.and_(valid, pc.less(pc.abs(pc.cast(digits, pa.float64())), _INT64_LIMIT))
+    values = pc.cast(pc.if_else(valid, digits, "0"), pa.int64()).to_numpy()
+    return values, np.asarray(valid.to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def _parse_numbers(text: pa.Array, unit: str) -> tuple[np.ndarray, np.ndarray]:
+    scale = _SCALE_TO_NS[unit]
     valid = np.asarray(pc.match_substring_regex(text, _NUMBER_PATTERN).to_numpy(False), bool)
-    numbers = pc.cast(pc.if_else(valid, text, "0"), pa.float64()).to_numpy()
-    if unit == "ns":
-        # float64 would round large ns values: parse integer strings exactly.
-        is_int = np.asarray(pc.match_substring_regex(text, _INT_PATTERN).to_numpy(False), bool)
-        ints = pc.cast(pc.if_else(is_int, text, "0"), pa.int64()).to_numpy()
-        values = np.where(is_int, ints, np.round(numbers).astype(np.int64))
-        return values, valid
-    values = np.round(numbers * _SCALE_TO_NS[unit]).astype(np.int64)
-    return values, valid
+    scaled = pc.cast(pc.if_else(valid, text, "0"), pa.float64()).to_numpy() * scale
+    # Integers are scaled exactly: float64 would round e.g. 1433221332117 ms by 64 ns.
+    ints, is_int = _parse_int64(text)
+    is_int &= np.abs(ints) <= np.iinfo(np.int64).max // scale
+    valid &= is_int | (np.abs(scaled) < _INT64_LIMIT)
+    floats = np.round(np.where(valid & ~is_int, scaled, 0.0)).astype(np.int64)
+    return np.where(is_int, np.where(is_int, ints, 0) * scale, floats), valid
 
 
 def _parse_iso(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:

@@ -99,8 +99,10 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         rare_items = stats.item_ids[stats.item_counts <= config.min_item_count]
         # Session totals must not count the rows the item filter removes.
         stats.sessions = _reduce_blocks(parsed, stages.parsed_stats, rare_items).sessions
-    drops["rare_item"] = 0 if rare_items is None else int(
-        stats.item_counts[np.isin(stats.item_ids, rare_items)].sum()
+    drops["rare_item"] = (
+        0
+        if rare_items is None
+        else int(stats.item_counts[np.isin(stats.item_ids, rare_items)].sum())
     )
     if drops["rare_item"] == valid_rows:
         raise EmptyDatasetError(
@@ -141,8 +143,9 @@ def prepare(config: PrepareConfig) -> PrepareResult:
 
     clock = time.perf_counter()
     num_partitions = config.num_partitions or _default_partitions(stats.rows)
-    logger.info("building windows of %d sessions (%d partitions)", len(kept.session_ids),
-                num_partitions)
+    logger.info(
+        "building windows of %d sessions (%d partitions)", len(kept.session_ids), num_partitions
+    )
     grouped = hash_shuffle(
         parsed,
         key=cols.SESSION_ID,
@@ -174,12 +177,21 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     accounting = RowAccounting(stats.rows, kept_rows, drops)
     accounting.check()
     meta = _build_meta(
-        config, settings, dataset_id, source_info, accounting, stats, n_items, kept,
-        per_split, item_counts, shard_files, timings,
+        config,
+        settings,
+        dataset_id,
+        source_info,
+        accounting,
+        stats,
+        n_items,
+        kept,
+        per_split,
+        item_counts,
+        shard_files,
+        timings,
     )
     write_meta(config.output_path, meta)
-    logger.info("wrote %d transitions of %d items to %s", kept_rows, n_items,
-                config.output_path)
+    logger.info("wrote %d transitions of %d items to %s", kept_rows, n_items, config.output_path)
     return PrepareResult(config.output_path, meta, reused=False)
 
 
@@ -318,7 +330,9 @@ def _check_invalid_values(stats, sources: list[SourceFile], config: PrepareConfi
                 f"{message}. That is more than max_invalid_fraction="
                 f"{config.max_invalid_fraction}; fix the input or raise the limit "
                 "(--max-invalid-fraction)",
-                file=file, line=line, column=column,
+                file=file,
+                line=line,
+                column=column,
             )
         logger.warning("%s:%s column %s: %s", file, line, column, message)
 
@@ -378,8 +392,20 @@ def _differences(old: dict, new: dict) -> str:
 # --- meta -----------------------------------------------------------------------------
 
 
-def _build_meta(config, settings, dataset_id, source_info, accounting, stats, n_items, kept,
-                per_split, item_counts, shard_files, timings) -> dict[str, Any]:
+def _build_meta(
+    config,
+    settings,
+    dataset_id,
+    source_info,
+    accounting,
+    stats,
+    n_items,
+    kept,
+    per_split,
+    item_counts,
+    shard_files,
+    timings,
+) -> dict[str, Any]:
     split_info = {}
     for code, name in enumerate(SPLITS):
         transitions = int(per_split[code][1].sum())

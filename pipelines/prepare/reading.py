@@ -82,9 +82,9 @@ def check_layout(path: str, layout: CsvLayout) -> bool:
     if not first:
         raise SchemaMismatchError("file is empty", file=path, line=1)
     fields = [f.strip().strip('"') for f in first.split(layout.delimiter)]
-    looks_like_header = fields[: len(layout.columns)] == list(layout.columns) or (
-        set(layout.required) <= set(fields)
-    )
+    # Data rows never hold a column name, so one known name marks a header (whose missing
+    # columns are then reported) rather than a data row of a headerless file.
+    looks_like_header = any(f in layout.columns for f in fields if f)
     has_header = looks_like_header if layout.header is None else layout.header
     if has_header:
         missing = [c for c in layout.required if c not in fields]
@@ -103,6 +103,21 @@ def check_layout(path: str, layout: CsvLayout) -> bool:
             line=1,
         )
     return has_header
+
+
+def check_parquet_columns(path: str, required: Sequence[str]) -> None:
+    """Raise `SchemaMismatchError` unless the parquet file at ``path`` has ``required``."""
+    fs, local = resolve_filesystem(path)
+    try:
+        with fs.open_input_file(local) as f:
+            names = pq.read_schema(f).names
+    except pa.ArrowInvalid as error:
+        raise SchemaMismatchError(f"not a readable parquet file ({error})", file=path) from None
+    missing = [c for c in required if c not in names]
+    if missing:
+        raise SchemaMismatchError(
+            f"missing column(s) {missing}; expected {list(required)}, found {names}", file=path
+        )
 
 
 def _csv_reader(stream, source: SourceFile, invalid_rows: list):
@@ -179,9 +194,7 @@ def _malformed_table(rows: list[tuple[int, str]], source: SourceFile, file_index
     columns = {c: pa.nulls(n, pa.string()) for c in source.layout.required}
     columns[schema.FILE] = pa.array(np.full(n, file_index, dtype=np.int32))
     columns[schema.LINE] = pa.array([-1 if r[0] is None else r[0] for r in rows], pa.int64())
-    columns[schema.DROP] = pa.array(
-        np.full(n, schema.REASON_CODE["malformed_row"], dtype=np.uint8)
-    )
+    columns[schema.DROP] = pa.array(np.full(n, schema.REASON_CODE["malformed_row"], dtype=np.uint8))
     columns[schema.BAD] = pa.array([r[1][:200] for r in rows], pa.string())
     return pa.table(columns)
 
@@ -201,6 +214,9 @@ def read_local(sources: Sequence[SourceFile], file_indices: Sequence[int]) -> li
     tables = []
     for source, index in zip(sources, file_indices, strict=True):
         fs, path = resolve_filesystem(source.path)
-        with fs.open_input_file(path) as stream:
+        # Text files go through a stream, which decompresses *.gz like Ray's reader does;
+        # parquet needs random access.
+        open_file = fs.open_input_file if source.layout is None else fs.open_input_stream
+        with open_file(path) as stream:
             tables.extend(iter_numbered_tables(stream, source, index))
     return tables

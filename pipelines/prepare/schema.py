@@ -39,8 +39,13 @@ DROP_REASONS: dict[int, str] = {
 """Why a row was dropped. Codes 1-5 are bad values (limited by ``max_invalid_fraction``);
 6-8 are the cleaning recipe's choices."""
 REASON_CODE = {name: code for code, name in DROP_REASONS.items()}
-INVALID_REASONS = ("malformed_row", "invalid_session_id", "invalid_timestamp", "invalid_item_id",
-                   "invalid_event")
+INVALID_REASONS = (
+    "malformed_row",
+    "invalid_session_id",
+    "invalid_timestamp",
+    "invalid_item_id",
+    "invalid_event",
+)
 REASON_COLUMN = {
     "malformed_row": None,
     "invalid_session_id": SESSION_ID,

@@ -8,9 +8,9 @@ SPLITS = ("train", "val", "test")
 
 
 def split_sizes(n_sessions: int, fractions: tuple[float, float, float]) -> tuple[int, int, int]:
-    """Session counts per split; rounding leftovers go to train."""
-    n_val = round(n_sessions * fractions[1])
-    n_test = round(n_sessions * fractions[2])
+    """Session counts per split; rounding leftovers go to train (never below zero)."""
+    n_val = min(round(n_sessions * fractions[1]), n_sessions)
+    n_test = min(round(n_sessions * fractions[2]), n_sessions - n_val)
     n_train = n_sessions - n_val - n_test
     return n_train, n_val, n_test
 
