@@ -90,3 +90,48 @@ def build_transitions(
         "done",
     ]
     return {name: pd.DataFrame(rows[code], columns=columns) for code, name in enumerate(SPLITS)}
+
+
+def generated_events(frame: pd.DataFrame) -> pd.DataFrame:
+    """Events of a generated-sessions frame as `recrl prepare --source generic` reads them
+    (ids as strings, so both sides sort and encode them the same way)."""
+    return pd.DataFrame(
+        {
+            "session_id": frame["session_id"].astype(str),
+            "timestamp": pd.to_datetime(frame["timestamp"], utc=True),
+            "item_id": frame["item_id"].astype(str),
+            "is_buy": frame["event"] == "purchase",
+        }
+    )
+
+
+def read_split(folder, name: str) -> pd.DataFrame:
+    """A split written by `recrl prepare`, sequences as Python lists, in session order."""
+    import pyarrow.parquet as pq
+
+    from models import batch as cols
+    from pipelines.prepare.stages import list_to_matrix
+
+    table = pq.read_table(f"{folder}/{name}")
+    frame = table.drop_columns([cols.STATE, cols.NEXT_STATE]).to_pandas()
+    frame[cols.STATE] = list_to_matrix(table.column(cols.STATE)).tolist()
+    frame[cols.NEXT_STATE] = list_to_matrix(table.column(cols.NEXT_STATE)).tolist()
+    return frame.sort_values([cols.SESSION_ID, cols.STEP]).reset_index(drop=True)
+
+
+def assert_same_transitions(folder, expected: dict[str, pd.DataFrame]) -> int:
+    """Raise AssertionError unless every split in ``folder`` equals ``expected`` row by row;
+    returns the number of rows compared."""
+    compared = 0
+    for name in SPLITS:
+        got = read_split(folder, name)
+        want = expected[name].sort_values(["session_id", "step"]).reset_index(drop=True)
+        if len(got) != len(want):
+            raise AssertionError(f"{name}: {len(got)} rows, reference has {len(want)}")
+        for column in want.columns:
+            left, right = got[column].tolist(), want[column].tolist()
+            same = np.allclose(left, right) if column == "reward" else left == right
+            if not same:
+                raise AssertionError(f"{name}: column {column} differs from the reference")
+        compared += len(got)
+    return compared

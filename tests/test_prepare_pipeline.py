@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
-from benchmarks.pandas_baseline import build_transitions
+from benchmarks.pandas_baseline import (
+    assert_same_transitions,
+    build_transitions,
+    generated_events,
+    read_split,
+)
 from envs.session_generator import SessionGeneratorConfig, generate_sessions
 from models import batch as cols
 from pipelines.cli import main
 from pipelines.prepare.config import PrepareConfig
 from pipelines.prepare.errors import EmptyDatasetError, InvalidValuesError, OutputExistsError
 from pipelines.prepare.pipeline import prepare
-from pipelines.prepare.stages import list_to_matrix
 from tests.conftest import shared_dataset
 
 pytestmark = pytest.mark.ray
@@ -28,14 +30,6 @@ def generated(tmp_path_factory):
     folder = tmp_path_factory.mktemp("generated")
     frame.to_parquet(folder / "sessions.parquet", index=False)
     return frame, folder
-
-
-def read_split(folder, name) -> pd.DataFrame:
-    table = pq.read_table(folder / name)
-    frame = table.drop_columns([cols.STATE, cols.NEXT_STATE]).to_pandas()
-    frame[cols.STATE] = list(list_to_matrix(table.column(cols.STATE)))
-    frame[cols.NEXT_STATE] = list(list_to_matrix(table.column(cols.NEXT_STATE)))
-    return frame.sort_values([cols.SESSION_ID, cols.STEP]).reset_index(drop=True)
 
 
 def test_generated_dataset_matches_the_pandas_reference(ray_session, generated, tmp_path):
@@ -52,32 +46,8 @@ def test_generated_dataset_matches_the_pandas_reference(ray_session, generated, 
     assert sum(meta["item_counts"]) == rows["kept"]
 
     # An independent implementation (one Python loop per session) builds the same rows.
-    events = frame.assign(
-        timestamp=pd.to_datetime(frame["timestamp"], utc=True),
-        is_buy=frame["event"] == "purchase",
-        session_id=frame["session_id"].astype(str),
-        item_id=frame["item_id"].astype(str),
-    )[["session_id", "timestamp", "item_id", "is_buy"]]
-    expected = build_transitions(events, seed=7)
-    for name in ("train", "val", "test"):
-        got = read_split(out, name)
-        want = expected[name].sort_values([cols.SESSION_ID, cols.STEP]).reset_index(drop=True)
-        assert len(got) == len(want) == meta["splits"][name]["transitions"]
-        for column in (
-            cols.SESSION_ID,
-            cols.STEP,
-            cols.STATE_LEN,
-            cols.ACTION,
-            cols.IS_BUY,
-            cols.NEXT_STATE_LEN,
-            cols.DONE,
-        ):
-            np.testing.assert_array_equal(got[column].to_numpy(), want[column].to_numpy())
-        np.testing.assert_allclose(got[cols.REWARD].to_numpy(), want[cols.REWARD].to_numpy())
-        np.testing.assert_array_equal(np.stack(got[cols.STATE]), np.stack(want[cols.STATE]))
-        np.testing.assert_array_equal(
-            np.stack(got[cols.NEXT_STATE]), np.stack(want[cols.NEXT_STATE])
-        )
+    expected = build_transitions(generated_events(frame), seed=7)
+    assert assert_same_transitions(out, expected) == rows["kept"]
     sessions = {n: set(read_split(out, n)[cols.SESSION_ID]) for n in ("train", "val", "test")}
     assert not (sessions["train"] & sessions["val"]) and not (sessions["val"] & sessions["test"])
     assert result.meta["n_items"] == meta["pad_id"]

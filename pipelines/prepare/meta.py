@@ -17,7 +17,8 @@ FORMAT_VERSION = 1
 def file_sha256(path: str, chunk_size: int = 8 << 20) -> str:
     fs, local = resolve_filesystem(path)
     digest = hashlib.sha256()
-    with fs.open_input_stream(local) as stream:
+    # compression=None: hash the bytes on disk, as sha256sum does, not a decompressed .gz.
+    with fs.open_input_stream(local, compression=None) as stream:
         while chunk := stream.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()

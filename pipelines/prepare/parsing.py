@@ -105,6 +105,11 @@ def _parse_numbers(text: pa.Array, unit: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _parse_iso(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    try:  # fast path: Arrow parses well-formed ISO-8601 with a zone (Z or +hh:mm)
+        parsed = pc.cast(text, pa.timestamp("ns", tz="UTC"))
+        return parsed.cast(pa.int64()).to_numpy(), np.ones(len(text), dtype=bool)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass  # naive or invalid values somewhere in the block: parse value by value
     strings = pd.Series(text.to_numpy(zero_copy_only=False), dtype=object)
     parsed = pd.to_datetime(strings, errors="coerce", utc=True, format="ISO8601")
     valid = parsed.notna().to_numpy()

@@ -86,6 +86,8 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     logger.info("reading and parsing %d file(s) of %s", len(sources), adapter.name)
     parsed = _read_and_parse(adapter, sources, config).materialize()
     stats = _reduce_blocks(parsed, stages.parsed_stats)
+    if stats is None:
+        raise EmptyDatasetError("the input files hold no data rows", file=config.input_path)
     drops = dict(stats.drops)
     _check_invalid_values(stats, sources, config)
     valid_rows = stats.rows - sum(drops.values())
@@ -176,20 +178,8 @@ def prepare(config: PrepareConfig) -> PrepareResult:
 
     accounting = RowAccounting(stats.rows, kept_rows, drops)
     accounting.check()
-    meta = _build_meta(
-        config,
-        settings,
-        dataset_id,
-        source_info,
-        accounting,
-        stats,
-        n_items,
-        kept,
-        per_split,
-        item_counts,
-        shard_files,
-        timings,
-    )
+    outcome = _Outcome(stats, accounting, kept, items, per_split, item_counts, shard_files)
+    meta = _build_meta(config, settings, dataset_id, source_info, outcome, timings)
     write_meta(config.output_path, meta)
     logger.info("wrote %d transitions of %d items to %s", kept_rows, n_items, config.output_path)
     return PrepareResult(config.output_path, meta, reused=False)
@@ -203,29 +193,47 @@ def _read_and_parse(adapter: Adapter, sources: list[SourceFile], config: Prepare
 
     from pipelines.prepare.datasource import NumberedFileDatasource
 
-    parts = []
-    for role in dict.fromkeys(s.role for s in sources):
-        indices = [i for i, s in enumerate(sources) if s.role == role]
-        datasource = NumberedFileDatasource([sources[i] for i in indices], indices)
-        parts.append(
-            ray.data.read_datasource(datasource).map_batches(
-                _parse_block,
-                fn_kwargs={"adapter": adapter, "role": role, "config": config},
-                batch_format="pyarrow",
-                batch_size=None,
-            )
-        )
-    return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+    datasource = NumberedFileDatasource(sources, range(len(sources)))
+    return ray.data.read_datasource(datasource).map_batches(
+        _parse_block,
+        fn_kwargs={"adapter": adapter, "roles": [s.role for s in sources], "config": config},
+        batch_format="pyarrow",
+        batch_size=None,
+    )
 
 
-def _parse_block(table: pa.Table, *, adapter: Adapter, role: str, config: PrepareConfig):
-    events = adapter.to_events(table, role, config)
+def _parse_block(table: pa.Table, *, adapter: Adapter, roles: list[str], config):
+    """Parse one block; a block comes from one file, whose role decides its mapping."""
+    files = np.unique(table.column(schema.FILE).to_numpy())
+    if len(files) == 0:
+        return _empty_parsed(adapter)
+    if len(files) != 1:
+        raise AssertionError(f"a read block mixes rows of files {files.tolist()}")
+    events = adapter.to_events(table, roles[int(files[0])], config)
     return parse_events(
         events,
         timestamp_unit=adapter.timestamp_unit,
         session_id_type=adapter.session_id_type,
         item_id_type=adapter.item_id_type,
     )
+
+
+def _empty_parsed(adapter: Adapter) -> pa.Table:
+    def id_type(kind: str) -> pa.DataType:
+        return pa.int64() if kind == "int" else pa.string()
+
+    return pa.schema(
+        [
+            (schema.SESSION_ID, id_type(adapter.session_id_type)),
+            (schema.TIMESTAMP, pa.int64()),
+            (schema.ITEM_ID, id_type(adapter.item_id_type)),
+            (schema.IS_BUY, pa.bool_()),
+            (schema.DROP, pa.uint8()),
+            (schema.FILE, pa.int32()),
+            (schema.LINE, pa.int64()),
+            (schema.BAD, pa.string()),
+        ]
+    ).empty_table()
 
 
 def _reduce_blocks(dataset, block_fn, *args, merge=None):
@@ -238,12 +246,8 @@ def _reduce_blocks(dataset, block_fn, *args, merge=None):
 
     results = [r for r in ray.get([apply.remote(ref) for ref in dataset.to_arrow_refs()]) if r]
     if not results:
-        return block_fn(_empty_like(dataset), *args)
+        return None
     return reduce(merge or (lambda a, b: a.merge(b)), results)
-
-
-def _empty_like(dataset) -> pa.Table:
-    return dataset.schema().base_schema.empty_table()
 
 
 def _write_splits(transitions, config: PrepareConfig) -> dict[str, list[str]]:
@@ -392,20 +396,22 @@ def _differences(old: dict, new: dict) -> str:
 # --- meta -----------------------------------------------------------------------------
 
 
-def _build_meta(
-    config,
-    settings,
-    dataset_id,
-    source_info,
-    accounting,
-    stats,
-    n_items,
-    kept,
-    per_split,
-    item_counts,
-    shard_files,
-    timings,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Outcome:
+    """What a run computed, for meta.json."""
+
+    stats: stages.ParsedStats
+    accounting: RowAccounting
+    kept: stages.KeptSessions
+    items: np.ndarray
+    per_split: dict
+    item_counts: dict
+    shard_files: dict
+
+
+def _build_meta(config, settings, dataset_id, source_info, outcome: _Outcome, timings):
+    stats, kept, per_split = outcome.stats, outcome.kept, outcome.per_split
+    item_counts, shard_files, n_items = outcome.item_counts, outcome.shard_files, len(outcome.items)
     split_info = {}
     for code, name in enumerate(SPLITS):
         transitions = int(per_split[code][1].sum())
@@ -431,7 +437,7 @@ def _build_meta(
         "rewards": {"r_click": config.r_click, "r_buy": config.r_buy},
         "columns": list(cols.TRANSITION_COLUMNS),
         "splits": split_info,
-        "rows": accounting.as_dict(),
+        "rows": outcome.accounting.as_dict(),
         "drop_examples": examples,
         "item_counts": sum(item_counts.values()).tolist(),
         "item_counts_train": item_counts[0].tolist(),

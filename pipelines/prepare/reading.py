@@ -126,7 +126,7 @@ def _csv_reader(stream, source: SourceFile, invalid_rows: list):
     read = pacsv.ReadOptions(
         column_names=None if source.has_header else list(layout.columns),
         use_threads=False,
-        block_size=8 << 20,
+        block_size=32 << 20,
     )
 
     def on_invalid_row(row) -> str:
@@ -174,8 +174,8 @@ def iter_numbered_tables(stream, source: SourceFile, file_index: int) -> Iterato
         if k:
             next_line = int(lines[-1]) + 1
             pending_bad = pending_bad[pending_bad >= next_line]
-        table = pa.Table.from_batches([batch])
-        yield _with_bookkeeping(table, file_index, lines)
+        if k:
+            yield _with_bookkeeping(pa.Table.from_batches([batch]), file_index, lines)
     if invalid_rows:
         yield _malformed_table(invalid_rows, source, file_index)
 

@@ -54,3 +54,6 @@ REASON_COLUMN = {
     "invalid_event": EVENT,
 }
 """Canonical column whose value caused each bad-value reason (None: the whole row)."""
+
+PARSED_COLUMNS = (SESSION_ID, TIMESTAMP, ITEM_ID, IS_BUY, DROP, FILE, LINE, BAD)
+"""Columns of a parsed block, in order."""
