@@ -1,0 +1,97 @@
+"""Weights and switches of the SASRec objective family, and the six named variants (SPEC §4)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from models.sasrec.augment import AugmentConfig
+
+
+@dataclass(frozen=True)
+class SASRecObjectiveConfig:
+    """``L = w_CE·L_CE + ω·(L_TD + L_TD⁻) + λ_co·L_CO + L_CQL`` (SASRec-CCQL paper eq. (4)).
+
+    ``w_CE`` is 1 during the first ``warmup_steps`` updates and then, per sample and without
+    gradient, Q(s, a) (``phase2="sac"``) or the SA2C advantage (``phase2="sa2c"``). Every
+    named variant is a preset of these fields (`VARIANTS`); all share one code path.
+    """
+
+    gamma: float = 0.5
+    """Discount γ of the TD targets."""
+    td_weight: float = 0.0
+    """ω: weight of the TD terms; 0 trains the supervised head only (plain SASRec)."""
+    double_q: Literal["twin", "target"] = "twin"
+    """``twin``: two networks, one picked at random each step to be trained (SQN recipe);
+    ``target``: one online network and a Polyak-averaged copy."""
+    tau: float = 0.01
+    """Polyak rate of the target copy (``double_q="target"``)."""
+    n_neg: int = 0
+    """Sampled negative actions per row (SNQN); 0 disables them."""
+    neg_sampler: Literal["uniform", "popularity"] = "uniform"
+    """Distribution of negatives over items (never the positive)."""
+    phase2: Literal["none", "sac", "sa2c"] = "none"
+    """CE weighting after the warm-up."""
+    warmup_steps: int = 15_000
+    """Updates of the first phase (unweighted CE + TD)."""
+    sa2c_smooth: float = 0.0
+    """Exponent of the SA2C propensity factor clip(π(a|s)/pop(a), 0.1, 10); 0 turns it off."""
+    max_advantage: float = 10.0
+    """Upper clip of the SA2C advantage (lower clip is 0)."""
+    cql_alpha: float = 0.0
+    """α of the conservative term; 0 disables it (SASRec-CCQL uses 0.01)."""
+    cql_temperature: float = 0.5
+    """τ of the CQL log-sum-exp."""
+    cql_actions: Literal["negatives", "all"] = "negatives"
+    """Action set of the log-sum-exp: the logged action and the sampled negatives, or every item."""
+    co_weight: float = 0.0
+    """λ_co: weight of the contrastive InfoNCE term; 0 disables it."""
+    co_temperature: float = 0.07
+    """Temperature of InfoNCE."""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """Augmentations that make the two contrastive views."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+        if self.double_q not in ("twin", "target"):
+            raise ValueError(f"double_q must be 'twin' or 'target', got {self.double_q!r}")
+        if self.phase2 not in ("none", "sac", "sa2c"):
+            raise ValueError(f"phase2 must be none, sac or sa2c, got {self.phase2!r}")
+        if self.phase2 != "none" and self.td_weight == 0:
+            raise ValueError(f"phase2={self.phase2!r} weights CE by Q: set td_weight > 0")
+        if self.phase2 == "sa2c" and self.n_neg == 0:
+            raise ValueError("phase2='sa2c' averages Q over negatives: set n_neg > 0")
+        if self.cql_alpha > 0 and self.cql_actions == "negatives" and self.n_neg == 0:
+            raise ValueError("cql_actions='negatives' needs n_neg > 0 (or cql_actions='all')")
+        if self.n_neg < 0 or self.warmup_steps < 0:
+            raise ValueError("n_neg and warmup_steps must be >= 0")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
+
+    @property
+    def uses_q(self) -> bool:
+        return self.td_weight > 0 or self.cql_alpha > 0
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "sasrec": {},
+    "sasrec_ac": {"td_weight": 1.0, "phase2": "sac"},
+    "snqn": {"td_weight": 1.0, "n_neg": 10, "phase2": "sac"},
+    "sa2c": {"td_weight": 1.0, "n_neg": 10, "phase2": "sa2c"},
+    "sasrec_co": {"td_weight": 1.0, "phase2": "sac", "co_weight": 0.1},
+    "sasrec_ccql": {"td_weight": 1.0, "n_neg": 10, "cql_alpha": 0.01, "co_weight": 0.1},
+}
+"""SPEC §4 named variants as field overrides of `SASRecObjectiveConfig`."""
+
+
+def objective_for(variant: str, **overrides: Any) -> SASRecObjectiveConfig:
+    """The preset of ``variant`` with ``overrides`` applied on top."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    known = {f.name for f in dataclasses.fields(SASRecObjectiveConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"unknown objective setting(s) {sorted(unknown)}; known: {sorted(known)}")
+    return SASRecObjectiveConfig(**{**VARIANTS[variant], **overrides})

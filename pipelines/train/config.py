@@ -1,0 +1,104 @@
+"""`recrl train` settings: one typed dataclass, defaults from SPEC §3, §4 and §8."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from models.sasrec.encoder import SASRecConfig
+from models.sasrec.objective_config import VARIANTS, SASRecObjectiveConfig, objective_for
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Train one SASRec variant offline on prepared transitions and evaluate it (SPEC §2).
+
+    ``encoder`` and ``objective`` are the model's settings; the rest is how training runs.
+    Build one with `TrainConfig.for_variant`, which applies the variant's preset.
+    """
+
+    data: str
+    """Prepared dataset folder (``recrl prepare`` output with train/, val/, test/)."""
+    variant: str = "sasrec_ccql"
+    """One of the named presets of SPEC §4 (see `models.sasrec.objective_config.VARIANTS`)."""
+    encoder: SASRecConfig = field(default_factory=SASRecConfig)
+    """SASRec backbone (H, L, blocks, heads, dropout)."""
+    objective: SASRecObjectiveConfig = field(default_factory=SASRecObjectiveConfig)
+    """Loss weights and switches; the variant's preset."""
+    lr: float = 0.005
+    """Adam learning rate of the first phase."""
+    lr_phase2: float = 0.001
+    """Learning rate after ``objective.warmup_steps`` when a phase-2 weighting is on."""
+    batch_size: int = 256
+    """Transitions per update (per learner)."""
+    grad_clip: float | None = 5.0
+    """Clip gradients by global norm; None turns clipping off."""
+    total_steps: int = 4000
+    """Number of gradient updates."""
+    eval_interval: int = 1000
+    """Evaluate on val every this many updates (and at the end)."""
+    eval_max_rows: int | None = None
+    """Evaluate on at most this many val rows (None: all); test always uses all rows."""
+    eval_batch_size: int = 1024
+    """Rows scored at once during evaluation."""
+    rank_with: Literal["supervised", "q"] = "supervised"
+    """Head that ranks items in evaluation (SPEC §2: the CE head by default)."""
+    seed: int = 0
+    """Seed of parameters, negatives, augmentations and data order."""
+    num_learners: int = 0
+    """RLlib learner actors; 0 trains in the driver process."""
+    num_gpus_per_learner: float = 0.0
+    """GPUs per learner (fractions allowed); 0 trains on CPU."""
+    checkpoint_dir: str | None = None
+    """Where checkpoints go; None: ``runs/<variant>-<time>/checkpoints``."""
+    experiment: str = "recrl"
+    """MLflow experiment name."""
+    tracking: bool = True
+    """Log to MLflow (``MLFLOW_TRACKING_URI`` or sqlite:///mlruns.db)."""
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; choose one of {list(VARIANTS)}")
+        positive = ("lr", "lr_phase2", "batch_size", "total_steps", "eval_interval")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.rank_with == "q" and not self.objective.uses_q:
+            raise ValueError(f"rank_with='q' needs a Q head; variant {self.variant} has none")
+
+    @classmethod
+    def for_variant(cls, variant: str, data: str, **overrides: Any) -> TrainConfig:
+        """The variant's preset with overrides. Keys of the encoder or the objective may be
+        given flat (``n_neg=20``, ``hidden_size=32``) and are routed to their config."""
+        encoder_fields = {f.name for f in dataclasses.fields(SASRecConfig)}
+        objective_fields = {f.name for f in dataclasses.fields(SASRecObjectiveConfig)}
+        own_fields = {f.name for f in dataclasses.fields(cls)}
+        encoder = {k: overrides.pop(k) for k in list(overrides) if k in encoder_fields}
+        objective = {k: overrides.pop(k) for k in list(overrides) if k in objective_fields}
+        unknown = set(overrides) - own_fields
+        if unknown:
+            known = sorted(own_fields | encoder_fields | objective_fields)
+            raise ValueError(f"unknown setting(s) {sorted(unknown)}; known settings: {known}")
+        return cls(
+            data=data,
+            variant=variant,
+            encoder=SASRecConfig(**encoder),
+            objective=objective_for(variant, **objective),
+            **overrides,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat, JSON-friendly view (``encoder.hidden_size``...), e.g. for MLflow params."""
+        flat: dict[str, Any] = {}
+        for key, value in dataclasses.asdict(self).items():
+            if isinstance(value, dict):
+                for sub, sub_value in value.items():
+                    if isinstance(sub_value, dict):
+                        for leaf, leaf_value in sub_value.items():
+                            flat[f"{key}.{sub}.{leaf}"] = leaf_value
+                    else:
+                        flat[f"{key}.{sub}"] = sub_value
+            else:
+                flat[key] = value
+        return flat

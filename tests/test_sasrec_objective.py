@@ -1,0 +1,114 @@
+"""The composed SASRec objective (models/sasrec/loss.py) and its presets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.objectives import ce_loss, cql_loss, info_nce_loss, sample_negatives
+from models.sasrec.encoder import SASRecConfig
+from models.sasrec.loss import sasrec_objective
+from models.sasrec.network import SASRecQNetwork, objective_inputs
+from models.sasrec.objective_config import VARIANTS, objective_for
+from pipelines.train.config import TrainConfig
+
+N_ITEMS, L, B = 30, 4, 8
+
+
+def batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    state_len = torch.randint(0, L + 1, (B,), generator=g)
+    state = torch.full((B, L), N_ITEMS)
+    for row, n in enumerate(state_len.tolist()):
+        if n:
+            state[row, L - n :] = torch.randint(0, N_ITEMS, (n,), generator=g)
+    action = torch.randint(0, N_ITEMS, (B,), generator=g)
+    next_state = torch.cat([state[:, 1:], action[:, None]], dim=1)
+    return {
+        "state": state,
+        "state_len": state_len,
+        "action": action,
+        "reward": torch.where(torch.rand(B, generator=g) < 0.2, 1.0, 0.2),
+        "done": torch.rand(B, generator=g) < 0.3,
+        "next_state": next_state,
+        "next_state_len": torch.clamp(state_len + 1, max=L),
+    }
+
+
+@pytest.fixture
+def networks():
+    torch.manual_seed(0)
+    config = SASRecConfig(hidden_size=16, max_len=L, dropout=0.0)
+    return SASRecQNetwork(N_ITEMS, config), SASRecQNetwork(N_ITEMS, config)
+
+
+def test_total_is_the_weighted_sum_of_its_terms(networks):
+    trained, other = networks
+    config = objective_for("sasrec_ccql", td_weight=0.7, co_weight=0.3, n_neg=3)
+    data = batch()
+    inputs = objective_inputs(trained, other, data, config, torch.Generator().manual_seed(1))
+    negatives = sample_negatives(data["action"], N_ITEMS, 3, torch.Generator().manual_seed(2))
+    total, metrics = sasrec_objective(inputs, data, negatives, config, step=0)
+    expected = (
+        metrics["loss/ce"]
+        + 0.7 * (metrics["loss/td"] + metrics["loss/td_neg"])
+        + metrics["loss/cql"]
+        + 0.3 * metrics["loss/co"]
+    )
+    torch.testing.assert_close(total.detach(), expected)
+    # Each term is the pure objective on the same inputs (no hidden state in between).
+    torch.testing.assert_close(metrics["loss/ce"], ce_loss(inputs.logits, data["action"])[0])
+    cql, _ = cql_loss(inputs.q, data["action"], negatives, 0.01, 0.5)
+    torch.testing.assert_close(metrics["loss/cql"], cql.detach())
+    torch.testing.assert_close(metrics["loss/co"], info_nce_loss(inputs.z1, inputs.z2, 0.07)[0])
+
+
+def test_phase_two_weights_ce_by_q_only_after_warmup(networks):
+    trained, other = networks
+    config = objective_for("sasrec_ac", warmup_steps=5)
+    data = batch()
+    inputs = objective_inputs(trained, other, data, config, torch.Generator().manual_seed(1))
+    _, before = sasrec_objective(inputs, data, None, config, step=4)
+    _, after = sasrec_objective(inputs, data, None, config, step=5)
+    assert before["train/phase"] == 1 and after["train/phase"] == 2
+    torch.testing.assert_close(before["loss/ce"], before["loss/ce_unweighted"])
+    q_sa = inputs.q.detach().gather(1, data["action"][:, None]).squeeze(1)
+    weighted = ce_loss(inputs.logits, data["action"], q_sa)[0]
+    torch.testing.assert_close(after["loss/ce"], weighted)
+
+
+def test_only_the_trained_twin_receives_gradients(networks):
+    trained, other = networks
+    config = objective_for("snqn")
+    data = batch()
+    inputs = objective_inputs(trained, other, data, config, torch.Generator().manual_seed(1))
+    negatives = sample_negatives(data["action"], N_ITEMS, 10, torch.Generator().manual_seed(2))
+    loss, _ = sasrec_objective(inputs, data, negatives, config, step=0)
+    loss.backward()
+    assert all(p.grad is None for p in other.parameters())
+    assert trained.q_head.linear.weight.grad.abs().sum() > 0
+    assert trained.encoder.item_embedding.weight.grad.abs().sum() > 0
+
+
+def test_plain_sasrec_needs_no_q_and_no_second_network(networks):
+    trained, _ = networks
+    config = objective_for("sasrec")
+    inputs = objective_inputs(trained, None, batch(), config, torch.Generator().manual_seed(1))
+    assert inputs.q is None and inputs.q_next is None
+    _, metrics = sasrec_objective(inputs, batch(), None, config, step=0)
+    assert set(metrics) == {"loss/ce", "loss/ce_unweighted", "loss/total", "train/phase"}
+
+
+def test_presets_and_overrides():
+    assert set(VARIANTS) == {"sasrec", "sasrec_ac", "snqn", "sa2c", "sasrec_co", "sasrec_ccql"}
+    ccql = objective_for("sasrec_ccql")
+    assert (ccql.n_neg, ccql.cql_alpha, ccql.cql_temperature, ccql.gamma) == (10, 0.01, 0.5, 0.5)
+    with pytest.raises(ValueError, match="unknown objective setting"):
+        objective_for("snqn", n_negatives=3)
+    with pytest.raises(ValueError, match="needs n_neg > 0"):
+        objective_for("sasrec_ccql", n_neg=0)
+    config = TrainConfig.for_variant("sa2c", "data/x", n_neg=20, hidden_size=32, lr=0.01)
+    assert (config.objective.n_neg, config.encoder.hidden_size, config.lr) == (20, 32, 0.01)
+    assert config.to_dict()["objective.n_neg"] == 20
+    with pytest.raises(ValueError, match="unknown setting"):
+        TrainConfig.for_variant("sa2c", "data/x", learning_rate=0.1)
