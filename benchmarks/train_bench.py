@@ -1,0 +1,170 @@
+"""Benchmark: RLlib training throughput against a plain PyTorch loop, and quality per variant.
+
+(a) The RLlib path (`SASRecAlgorithm`, offline reader, Learner) against a plain PyTorch loop
+    that runs the same network, the same loss function and the same batch size over the same
+    training split, in the same process. Target: RLlib ≥ 0.8× the plain loop's updates/s.
+(b) Quality after a fixed budget: val purchase HR@20 / NDCG@20 of several variants and seeds.
+
+    python benchmarks/train_bench.py --data data/rc15 --throughput-steps 200
+    python benchmarks/train_bench.py --data data/rc15 --quality-steps 6000 --seeds 0 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+import torch  # noqa: E402
+
+from models.objectives import sample_negatives  # noqa: E402
+from models.sasrec.encoder import SASRecConfig  # noqa: E402
+from models.sasrec.loss import sasrec_objective  # noqa: E402
+from models.sasrec.network import SASRecQNetwork, objective_inputs  # noqa: E402
+from pipelines.prepare.meta import read_meta  # noqa: E402
+from pipelines.prepare.stages import list_to_matrix  # noqa: E402
+from pipelines.train.config import TrainConfig  # noqa: E402
+
+logger = logging.getLogger("train_bench")
+COLUMNS = ("state", "state_len", "action", "reward", "done", "next_state", "next_state_len")
+
+
+def load_train_tensors(data: str) -> dict[str, torch.Tensor]:
+    table = pq.read_table(f"{data}/train", columns=list(COLUMNS))
+    out = {}
+    for name in COLUMNS:
+        column = table.column(name)
+        if name in ("state", "next_state"):
+            out[name] = torch.from_numpy(list_to_matrix(column).astype(np.int64))
+        else:
+            out[name] = torch.from_numpy(column.to_numpy(zero_copy_only=False).copy())
+    return out
+
+
+def plain_torch_updates_per_s(config: TrainConfig, meta: dict, steps: int) -> float:
+    """The same network, loss and batch size as the RLlib path, in a bare loop."""
+    torch.manual_seed(config.seed)
+    data = load_train_tensors(config.data)
+    n_items = meta["n_items"]
+    encoder = SASRecConfig(**{**config.encoder.__dict__, "max_len": meta["L"]})
+    networks = [SASRecQNetwork(n_items, encoder) for _ in range(2)]
+    params = [p for net in networks for p in net.parameters()]
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    objective = config.objective
+    n_rows = len(data["action"])
+    start = None
+    for step in range(steps + 5):
+        if step == 5:  # the first updates warm up allocators, as RLlib's first train() does
+            start = time.perf_counter()
+        index = torch.randint(0, n_rows, (config.batch_size,), generator=generator)
+        batch = {k: v[index] for k, v in data.items()}
+        coin = int(torch.randint(0, 2, (1,), generator=generator))
+        trained, other = networks[coin], networks[1 - coin]
+        inputs = objective_inputs(trained, other, batch, objective, generator)
+        negatives = None
+        if objective.n_neg:
+            negatives = sample_negatives(batch["action"], n_items, objective.n_neg, generator)
+        loss, _ = sasrec_objective(inputs, batch, negatives, objective, step=step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+    return steps / (time.perf_counter() - start)
+
+
+def rllib_updates_per_s(config: TrainConfig, meta: dict, steps: int) -> float:
+    from pipelines.train.sasrec_algorithm import build_algorithm, learner_metrics
+
+    from pipelines.ray_runtime import ensure_ray
+
+    ensure_ray()
+    algo = build_algorithm(config, meta)
+    try:
+        done = int(learner_metrics(algo.train())["num_updates"])  # includes set-up costs
+        start, first = time.perf_counter(), done
+        while done - first < steps:
+            done = int(learner_metrics(algo.train())["num_updates"])
+        return (done - first) / (time.perf_counter() - start)
+    finally:
+        algo.stop()
+
+
+def quality(data: str, variants: list[str], seeds: list[int], steps: int) -> list[dict]:
+    from pipelines.train.trainer import train
+
+    rows = []
+    for variant in variants:
+        for seed in seeds:
+            config = TrainConfig.for_variant(
+                variant, data, seed=seed, total_steps=steps, eval_interval=max(steps // 6, 1),
+                warmup_steps=min(15_000, steps // 2),
+            )  # fmt: skip
+            result = train(config)
+            best = max(result.val_history, key=lambda r: r["ndcg_20_purchase"])
+            final = result.val_history[-1]
+            rows.append({
+                "variant": variant, "seed": seed, "updates": result.updates,
+                "val_hr_20_purchase": final["hr_20_purchase"],
+                "val_ndcg_20_purchase": final["ndcg_20_purchase"],
+                "best_val_ndcg_20_purchase": best["ndcg_20_purchase"],
+                "test_hr_20_purchase": result.test_metrics["hr_20_purchase"],
+                "test_ndcg_20_purchase": result.test_metrics["ndcg_20_purchase"],
+                "eval_share": round(result.eval_share, 3), "run_id": result.run_id,
+            })  # fmt: skip
+            logger.info("%s", rows[-1])
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="prepared dataset (recrl prepare output)")
+    parser.add_argument("--variant", default="sasrec_ccql", help="variant for (a)")
+    parser.add_argument("--throughput-steps", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--quality-steps", type=int, default=0, help="0 skips (b)")
+    parser.add_argument("--variants", nargs="*", default=["sasrec", "sasrec_ac", "sa2c",
+                                                          "sasrec_ccql"])  # fmt: skip
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+
+    meta = read_meta(args.data)
+    config = TrainConfig.for_variant(args.variant, args.data, tracking=False)
+    report: dict = {"variant": args.variant, "n_items": meta["n_items"]}
+    plain, rllib = [], []
+    for _ in range(args.repeats):  # interleaved, so machine noise hits both sides alike
+        plain.append(plain_torch_updates_per_s(config, meta, args.throughput_steps))
+        rllib.append(rllib_updates_per_s(config, meta, args.throughput_steps))
+    report["plain_updates_per_s"] = [round(x, 2) for x in plain]
+    report["rllib_updates_per_s"] = [round(x, 2) for x in rllib]
+    report["rllib_over_plain"] = round(statistics.median(rllib) / statistics.median(plain), 3)
+    print(
+        f"(a) {args.variant}: plain torch {statistics.median(plain):.2f} upd/s, RLlib "
+        f"{statistics.median(rllib):.2f} upd/s -> ratio {report['rllib_over_plain']}"
+    )
+    if args.quality_steps:
+        report["quality"] = quality(args.data, args.variants, args.seeds, args.quality_steps)
+        for row in report["quality"]:
+            print(
+                f"(b) {row['variant']:<12} seed {row['seed']}: val HR@20 purchase "
+                f"{row['val_hr_20_purchase']:.4f}, NDCG@20 {row['val_ndcg_20_purchase']:.4f}"
+            )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "train.json").write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
