@@ -84,17 +84,16 @@ def plain_torch_updates_per_s(config: TrainConfig, meta: dict, steps: int) -> fl
 
 
 def rllib_updates_per_s(config: TrainConfig, meta: dict, steps: int) -> float:
-    from pipelines.train.sasrec_algorithm import build_algorithm, learner_metrics
-
     from pipelines.ray_runtime import ensure_ray
+    from pipelines.train.sasrec_algorithm import build_algorithm, learner_metrics
 
     ensure_ray()
     algo = build_algorithm(config, meta)
     try:
-        done = int(learner_metrics(algo.train())["num_updates"])  # includes set-up costs
+        done = int(learner_metrics(algo.train())["train/num_updates"])  # includes set-up costs
         start, first = time.perf_counter(), done
         while done - first < steps:
-            done = int(learner_metrics(algo.train())["num_updates"])
+            done = int(learner_metrics(algo.train())["train/num_updates"])
         return (done - first) / (time.perf_counter() - start)
     finally:
         algo.stop()

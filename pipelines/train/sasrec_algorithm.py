@@ -1,0 +1,326 @@
+"""`TrainConfig` -> an RLlib Algorithm that trains a SASRec variant on prepared transitions.
+
+Data flow of one ``algo.train()`` (one RLlib iteration = ``updates_per_iteration`` updates):
+``{data}/train`` parquet is read by Ray Data (streaming, never materialised) →
+`PassThroughPreLearner` turns each Arrow batch into flat numpy columns (no episodes) →
+each Learner pulls ``batch_size`` rows at a time from its shard of the stream (a local
+shuffle buffer breaks up the session order of the files) → ``SASRecLearner.update``.
+
+Two measured costs of Ray Data 2.60 shape the reader (2-CPU machine, 8 small files):
+- every pass over a dataset is a new streaming execution, whose actor pool must import RLlib
+  again for the pre-learner (~8 s): the input lists the train folder once per epoch the run
+  needs, so one execution serves the whole run;
+- the default (V2) parquet reader starts footer-reading actors on every execution (~6 s);
+  the V1 reader lists and reads the same files in ~0.5 s (`ParquetOfflineData`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pyarrow as pa
+import ray
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.learner.training_data import TrainingData
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.offline.offline_data import OfflineData
+from ray.rllib.offline.offline_prelearner import OfflinePreLearner
+from ray.rllib.utils.checkpoints import Checkpointable
+from ray.rllib.utils.metrics import (
+    LEARNER_RESULTS,
+    LEARNER_UPDATE_TIMER,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    OFFLINE_SAMPLING_TIMER,
+    TIMERS,
+)
+
+from models import batch as B
+from models.sasrec.sasrec_learner import NUM_UPDATES_METRIC, SASRecLearner
+from models.sasrec.sasrec_rl_module import SASRecRLModule, sasrec_model_config
+from pipelines.prepare.stages import list_to_matrix
+from pipelines.train.config import TrainConfig
+
+TRAIN_COLUMNS = (B.STATE, B.STATE_LEN, B.ACTION, B.REWARD, B.NEXT_STATE, B.NEXT_STATE_LEN, B.DONE)
+"""Columns the objectives read; the reader skips the others."""
+MAX_UPDATES_PER_ITERATION = 100
+"""Upper bound of the derived `updates_per_iteration` (an iteration costs ~10 ms of RLlib
+bookkeeping, so 100 updates amortise it; fewer keep results coming on slow CPUs)."""
+
+
+class PassThroughPreLearner(OfflinePreLearner):
+    """Arrow batch of transition rows -> ``{"default_policy/<column>": ndarray}``.
+
+    RLlib's pre-learner builds one `SingleAgentEpisode` per row and runs the learner
+    connector over them (~12k rows/s); our rows already are training samples with fixed-size
+    sequences, so this one only unpacks the columns (zero-copy for the int32 sequences).
+    Its constructor deliberately skips the parent's, which would build an RLModule and a
+    connector pipeline in every Ray Data actor for nothing.
+    """
+
+    def __init__(self, *, config: AlgorithmConfig, **kwargs: Any) -> None:
+        self.config = config
+
+    def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
+        out = {}
+        for name in TRAIN_COLUMNS:
+            column = batch.column(name)
+            if pa.types.is_fixed_size_list(column.type):
+                values = list_to_matrix(column)
+            else:
+                values = column.to_numpy()
+            # RLlib's iterators unflatten "module/column" keys into a MultiAgentBatch.
+            out[f"{DEFAULT_MODULE_ID}/{name}"] = values
+        return out
+
+
+class ParquetOfflineData(OfflineData):
+    """RLlib's `OfflineData`, reading parquet with Ray Data's V1 datasource (see the module
+    docstring for why). The flag is read when the dataset is created, so it is switched only
+    around that call and the caller's DataContext is left as it was."""
+
+    def __init__(self, config: AlgorithmConfig) -> None:
+        context = ray.data.DataContext.get_current()
+        use_v2, context.use_datasource_v2 = context.use_datasource_v2, False
+        try:
+            super().__init__(config)
+        finally:
+            context.use_datasource_v2 = use_v2
+
+
+class SASRecAlgorithmConfig(AlgorithmConfig):
+    """RLlib settings of `SASRecAlgorithm`. Build it with `algorithm_config` from a
+    `TrainConfig` (the one place where the settings are defined and documented)."""
+
+    def __init__(self, algo_class: type | None = None) -> None:
+        super().__init__(algo_class=algo_class or SASRecAlgorithm)
+        self.lr_phase2: float | None = None
+        """Learning rate after the warm-up when a phase 2 is on (`TrainConfig.lr_phase2`)."""
+        # Pass-through pre-learning is cheap: stream, never materialise (RLlib's default
+        # materialises the mapped data, i.e. the whole dataset in the object store).
+        self.materialize_data = False
+        self.materialize_mapped_data = False
+        self.prelearner_class = PassThroughPreLearner
+        self.offline_data_class = ParquetOfflineData
+        # Offline only: no EnvRunners (RLlib has no public switch; MARWIL sets this too).
+        self._is_online = False
+
+    def training(self, *, lr_phase2: float | None = NotProvided, **kwargs: Any):
+        super().training(**kwargs)
+        if lr_phase2 is not NotProvided:
+            self.lr_phase2 = lr_phase2
+        return self
+
+    def get_default_rl_module_spec(self) -> RLModuleSpec:
+        return RLModuleSpec(module_class=SASRecRLModule)
+
+    def get_default_learner_class(self) -> type[SASRecLearner]:
+        return SASRecLearner
+
+    def validate(self) -> None:
+        super().validate()
+        if self.lr_phase2 is None:
+            self._value_error("Set `config.training(lr_phase2=...)` (TrainConfig.lr_phase2).")
+        if not self.dataset_num_iters_per_learner:
+            self._value_error(
+                "Set `config.offline_data(dataset_num_iters_per_learner=N)`: the number of "
+                "updates each learner makes per `algo.train()`."
+            )
+
+
+class SASRecAlgorithm(Algorithm):
+    """Offline training of a SASRec variant: each iteration, every learner makes
+    ``dataset_num_iters_per_learner`` updates on batches streamed from the offline data."""
+
+    @classmethod
+    def get_default_config(cls) -> SASRecAlgorithmConfig:
+        return SASRecAlgorithmConfig()
+
+    def training_step(self) -> None:
+        config = self.config
+        with self.metrics.log_time((TIMERS, OFFLINE_SAMPLING_TIMER)):
+            # Data iterators (one per learner, a `streaming_split` when there are several),
+            # created once; each Learner keeps pulling from its own across iterations.
+            iterators = self.offline_data.sample(
+                num_samples=config.train_batch_size_per_learner,
+                num_shards=config.num_learners,
+                return_iterator=True,
+            )
+        rows = (
+            config.train_batch_size_per_learner
+            * max(1, config.num_learners)
+            * config.dataset_num_iters_per_learner
+        )
+        self.metrics.log_value(NUM_ENV_STEPS_SAMPLED_LIFETIME, rows, reduce="lifetime_sum")
+        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+            results = self.learner_group.update(
+                training_data=TrainingData(data_iterators=iterators),
+                minibatch_size=config.train_batch_size_per_learner,
+                num_iters=config.dataset_num_iters_per_learner,
+                **self.offline_data.iter_batches_kwargs,
+            )
+        self.metrics.aggregate(results, key=LEARNER_RESULTS)
+
+    def cleanup(self) -> None:
+        # Drop the learners' data streams while Ray is still up. Otherwise they are closed
+        # at interpreter exit, after `ray.shutdown()`, and Ray Data prints a traceback.
+        if self.learner_group is not None:
+            self.learner_group.foreach_learner(_drop_data_iterator)
+        super().cleanup()
+
+    def restore_from_path(self, path, *args, **kwargs) -> None:
+        # `Algorithm.restore_from_path` restores the components and then pushes the weights
+        # to the EnvRunners, assuming there are some: offline there are none and RLlib 2.60
+        # fails with AttributeError. Restoring the components is all there is to do.
+        Checkpointable.restore_from_path(self, path, *args, **kwargs)
+
+
+def _drop_data_iterator(learner) -> None:
+    learner.iterator = None
+
+
+def updates_per_iteration(config: TrainConfig) -> int:
+    """Updates per ``algo.train()``: the largest divisor of gcd(eval_interval, total_steps)
+    not above `MAX_UPDATES_PER_ITERATION`, so evaluations and the end fall on iteration ends."""
+    g = math.gcd(config.eval_interval, config.total_steps)
+    return max(d for d in range(1, min(g, MAX_UPDATES_PER_ITERATION) + 1) if g % d == 0)
+
+
+def algorithm_config(
+    config: TrainConfig,
+    meta: dict[str, Any],
+    *,
+    iteration_updates: int | None = None,
+    shuffle_buffer_rows: int | None = None,
+) -> SASRecAlgorithmConfig:
+    """The `SASRecAlgorithmConfig` of ``config`` on the prepared dataset described by ``meta``.
+
+    ``iteration_updates`` overrides `updates_per_iteration`; ``shuffle_buffer_rows`` the local
+    shuffle buffer (default: 200 batches, at least 50,000 rows).
+    """
+    if config.encoder.max_len != meta["L"]:
+        raise ValueError(
+            f"{config.data} was prepared with state length L={meta['L']} but the encoder is "
+            f"configured with max_len={config.encoder.max_len}; set max_len={meta['L']} "
+            "or prepare the data again with the L you want."
+        )
+    if meta["pad_id"] != meta["n_items"]:
+        raise ValueError(f"meta.json: pad_id {meta['pad_id']} != n_items {meta['n_items']}")
+    objective = config.objective
+    needs_popularity = objective.neg_sampler == "popularity" or (
+        objective.phase2 == "sa2c" and objective.sa2c_smooth > 0
+    )
+    model_config = sasrec_model_config(
+        meta["n_items"],
+        config.encoder,
+        objective,
+        config.seed,
+        meta["item_counts_train"] if needs_popularity else None,
+    )
+    spaces = {
+        "observation_space": gym.spaces.Box(0, meta["n_items"], (meta["L"],), np.int32),
+        "action_space": gym.spaces.Discrete(meta["n_items"]),
+    }
+    batch = config.batch_size
+    # One streaming execution for the whole run: the train folder once per pass needed.
+    rows = config.total_steps * batch * max(1, config.num_learners)
+    passes = math.ceil(rows / max(1, meta["splits"]["train"]["transitions"])) + 1
+    train = f"{config.data.rstrip('/')}/train"
+    return (
+        SASRecAlgorithmConfig()
+        .environment(**spaces)
+        .framework(
+            # Twins train one network per update and CE-only variants never touch the Q
+            # head: DDP must tolerate parameters without gradients.
+            torch_ddp_kwargs={"find_unused_parameters": True},
+            # SASRecLearner checks the gradients once, on their total norm.
+            torch_skip_nan_gradients=True,
+        )
+        .rl_module(model_config=model_config)
+        .training(
+            lr=config.lr,
+            lr_phase2=config.lr_phase2,
+            grad_clip=config.grad_clip,
+            grad_clip_by="global_norm",
+            train_batch_size_per_learner=batch,
+        )
+        .learners(
+            num_learners=config.num_learners,
+            num_gpus_per_learner=config.num_gpus_per_learner,
+        )
+        .offline_data(
+            input_=[train] * passes,  # a list: RLlib keeps URIs as they are
+            input_read_method_kwargs={"columns": list(TRAIN_COLUMNS)},
+            map_batches_kwargs={
+                "batch_format": "pyarrow",
+                "concurrency": max(1, config.num_learners),
+                # Fractional: on a 2-CPU machine whole CPUs for the actors starve the reads.
+                "num_cpus": 0.5,
+            },
+            iter_batches_kwargs={
+                "prefetch_batches": 2,
+                "local_shuffle_buffer_size": shuffle_buffer_rows or max(200 * batch, 50_000),
+                "local_shuffle_seed": config.seed,
+            },
+            dataset_num_iters_per_learner=iteration_updates or updates_per_iteration(config),
+        )
+        .debugging(seed=config.seed)
+    )
+
+
+def build_algorithm(config: TrainConfig, meta: dict[str, Any], **kwargs: Any) -> SASRecAlgorithm:
+    """`algorithm_config` (same keyword overrides), built."""
+    return algorithm_config(config, meta, **kwargs).build_algo()
+
+
+def learner_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """Learner metrics of one ``algo.train()`` result, flat: the objective's diagnostics
+    (``loss/ce``, ``q/mean``...; means over the iteration's updates), ``train/num_updates``,
+    ``train/lr`` and ``train/grad_norm`` (before clipping)."""
+    stats = result[LEARNER_RESULTS][DEFAULT_MODULE_ID]
+    out = {key: float(value) for key, value in stats.items() if "/" in key}
+    renamed = {
+        "default_optimizer_learning_rate": "train/lr",
+        "gradients_default_optimizer_global_norm": "train/grad_norm",
+    }
+    out.update({new: float(stats[old]) for old, new in renamed.items() if old in stats})
+    out[NUM_UPDATES_METRIC] = int(out[NUM_UPDATES_METRIC])
+    return out
+
+
+def scoring_network(algo: Algorithm) -> SASRecRLModule:
+    """The module that evaluation scores with (``score_all(state, state_len, head)``), in
+    eval mode (no dropout).
+
+    With a local learner (``num_learners=0``) this is the live module, on the learner's
+    device: evaluation must not modify it, and the next update switches it back to train
+    mode. With remote learners, a CPU copy of the first learner's module.
+    """
+    group = algo.learner_group
+    if group.is_local:
+        results = group.foreach_learner(lambda learner: learner.module[DEFAULT_MODULE_ID])
+        module = next(iter(results)).get().unwrapped()
+    else:
+        path = f"learner/rl_module/{DEFAULT_MODULE_ID}"
+        state = group.get_state(components=path)["learner"]["rl_module"][DEFAULT_MODULE_ID]
+        module = algo.config.get_rl_module_spec().build()
+        module.set_state(state)
+    return module.eval()
+
+
+__all__ = [
+    "NUM_UPDATES_METRIC",
+    "ParquetOfflineData",
+    "PassThroughPreLearner",
+    "SASRecAlgorithm",
+    "SASRecAlgorithmConfig",
+    "algorithm_config",
+    "build_algorithm",
+    "learner_metrics",
+    "scoring_network",
+    "updates_per_iteration",
+]
