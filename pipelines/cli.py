@@ -260,7 +260,7 @@ def _add_demo(commands) -> None:
     p.add_argument("--sessions", type=int, default=5000, help="generated sessions (5000)")
     p.add_argument("--seed", type=int, default=0, help="seed of generator, split, model (0)")
     p.add_argument(
-        "--steps", type=int, default=600, help="training updates; 0 stops after preparing (600)"
+        "--steps", type=int, default=400, help="training updates; 0 stops after preparing (400)"
     )
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     p.set_defaults(handler=_run_demo)

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+import tree
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
@@ -107,7 +108,7 @@ def test_ccql_logs_every_component_and_beats_popularity(trained, dataset):
     assert model["hr_20_click"] > popularity["hr_20_click"], (model, popularity)
 
 
-def test_checkpoint_restores_both_networks_and_the_update_count(trained, dataset, tmp_path):
+def test_checkpoint_restores_both_networks_adam_and_the_update_count(trained, dataset, tmp_path):
     algo, _ = trained
     algo.save_to_path(str(tmp_path / "checkpoint"))
     restored = Algorithm.from_checkpoint(str(tmp_path / "checkpoint"))
@@ -118,6 +119,13 @@ def test_checkpoint_restores_both_networks_and_the_update_count(trained, dataset
             expected = net_before.state_dict()
             for key, value in net_after.state_dict().items():
                 assert torch.equal(value, expected[key]), key
+        adam = [
+            tree.flatten(a.learner_group.get_state(components="learner/optimizer")["learner"])
+            for a in (algo, restored)
+        ]
+        assert len(adam[0]) > 10
+        for x, y in zip(*adam, strict=True):
+            assert np.array_equal(np.asarray(x), np.asarray(y))
         rows = _columns(dataset[0], "val", (B.STATE, B.STATE_LEN))
         state, state_len = rows[B.STATE][:64], rows[B.STATE_LEN][:64]
         with torch.inference_mode():

@@ -77,6 +77,13 @@ def sasrec_model_config(
     }
 
 
+def needs_item_popularity(objective: SASRecObjectiveConfig) -> bool:
+    """The popularity negative sampler and the SA2C propensity factor read item counts."""
+    return objective.neg_sampler == "popularity" or (
+        objective.phase2 == "sa2c" and objective.sa2c_smooth > 0
+    )
+
+
 def _rng_seed(*words: int) -> int:
     """A well-mixed 63-bit seed from small integers (numpy's SeedSequence hashing)."""
     return int(np.random.SeedSequence(list(words)).generate_state(1, dtype=np.uint64)[0] >> 1)
@@ -102,10 +109,7 @@ class SASRecRLModule(TorchRLModule):
         self.num_updates = 0
         """Gradient updates applied so far (the objective's ``step``); saved with the state."""
         popularity = config.get("item_popularity")
-        needs_popularity = self.objective.neg_sampler == "popularity" or (
-            self.objective.phase2 == "sa2c" and self.objective.sa2c_smooth > 0
-        )
-        if needs_popularity and popularity is None:
+        if needs_item_popularity(self.objective) and popularity is None:
             raise ValueError(
                 "neg_sampler='popularity' and the SA2C propensity factor need item counts: "
                 "pass item_popularity (meta['item_counts_train']) to sasrec_model_config."
