@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import posixpath
 import time
 from dataclasses import dataclass
 from functools import reduce
@@ -24,8 +23,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from models import batch as cols
 from pipelines.prepare import schema, stages
@@ -34,29 +31,28 @@ from pipelines.prepare.config import PrepareConfig
 from pipelines.prepare.errors import (
     EmptyDatasetError,
     InvalidValuesError,
-    OutputExistsError,
 )
 from pipelines.prepare.meta import (
     FORMAT_VERSION,
-    META_FILE,
     RowAccounting,
     describe_sources,
     fingerprint,
-    read_meta,
     write_meta,
 )
+from pipelines.prepare.output import (
+    check_output,
+    counts_for,
+    write_items,
+    write_sessions,
+    write_splits,
+)
 from pipelines.prepare.parsing import parse_events
-from pipelines.prepare.reading import SourceFile, resolve_filesystem
+from pipelines.prepare.reading import SourceFile
 from pipelines.prepare.shuffle import hash_shuffle
 from pipelines.prepare.split import SPLITS, assign_splits
 from pipelines.ray_runtime import ensure_ray
 
 logger = logging.getLogger(__name__)
-
-ITEMS_FILE = "items.parquet"
-SESSIONS_FILE = "sessions.parquet"
-OUTPUT_ENTRIES = (*SPLITS, ITEMS_FILE, SESSIONS_FILE, META_FILE)
-"""Everything `prepare` writes; with ``overwrite`` only these are removed."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +71,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     source_info = describe_sources(sources)
     settings = _jsonable(config.fingerprint_fields())
     dataset_id = fingerprint(settings, source_info)
-    existing = _check_output(config, dataset_id, settings)
+    existing = check_output(config, dataset_id, settings)
     if existing is not None:
         logger.info("%s already holds this dataset; nothing to do", config.output_path)
         return PrepareResult(config.output_path, existing, reused=True)
@@ -170,10 +166,10 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     timings["windows"] = _lap(clock)
 
     clock = time.perf_counter()
-    shard_files = _write_splits(transitions, config)
-    item_counts = {c: _counts_for(items, *per_split[c][:2]) for c in per_split}
-    _write_items(config.output_path, items, item_counts)
-    _write_sessions(config.output_path, kept, sessions, keep)
+    shard_files = write_splits(transitions, config)
+    item_counts = {c: counts_for(items, *per_split[c][:2]) for c in per_split}
+    write_items(config.output_path, items, item_counts)
+    write_sessions(config.output_path, kept, sessions, keep)
     timings["write"] = _lap(clock)
 
     accounting = RowAccounting(stats.rows, kept_rows, drops)
@@ -250,69 +246,6 @@ def _reduce_blocks(dataset, block_fn, *args, merge=None):
     return reduce(merge or (lambda a, b: a.merge(b)), results)
 
 
-def _write_splits(transitions, config: PrepareConfig) -> dict[str, list[str]]:
-    """Write each split's rows as parquet shards (one Ray task per block).
-
-    Writing all three splits from one pass over the blocks costs one round of tasks
-    instead of three Ray Data executions with their fixed overhead each.
-    """
-    import ray
-
-    fs, local = resolve_filesystem(config.output_path)
-    for name in SPLITS:
-        fs.create_dir(posixpath.join(local, name), recursive=True)
-
-    @ray.remote
-    def write_block(table: pa.Table, block: int) -> dict[str, list[str]]:
-        written: dict[str, list[str]] = {name: [] for name in SPLITS}
-        for code, name in enumerate(SPLITS):
-            part = stages.select_split(table, code=code)
-            for shard, start in enumerate(range(0, part.num_rows, config.rows_per_shard)):
-                file = f"{name}/part-{block:05d}-{shard:03d}.parquet"
-                chunk = part.slice(start, config.rows_per_shard)
-                pq.write_table(chunk, posixpath.join(local, file), filesystem=fs)
-                written[name].append(file)
-        return written
-
-    refs = transitions.to_arrow_refs()
-    results = ray.get([write_block.remote(ref, i) for i, ref in enumerate(refs)])
-    return {name: sorted(f for r in results for f in r[name]) for name in SPLITS}
-
-
-def _counts_for(items: np.ndarray, ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Counts indexed by encoded item id (``ids`` is a sorted subset of ``items``)."""
-    out = np.zeros(len(items), dtype=np.int64)
-    out[np.searchsorted(items, ids)] = counts
-    return out
-
-
-def _write_items(output_path: str, items: np.ndarray, item_counts: dict) -> None:
-    table = pa.table(
-        {
-            cols.ACTION: pa.array(np.arange(len(items), dtype=np.int32)),
-            "raw_item_id": pa.array(items),
-            "count": pa.array(sum(item_counts.values())),
-            "count_train": pa.array(item_counts[0]),
-        }
-    )
-    fs, local = resolve_filesystem(output_path)
-    pq.write_table(table, posixpath.join(local, ITEMS_FILE), filesystem=fs)
-
-
-def _write_sessions(output_path, kept: stages.KeptSessions, sessions, keep) -> None:
-    table = pa.table(
-        {
-            cols.SESSION_ID: pa.array(np.arange(len(kept.session_ids), dtype=np.int64)),
-            "raw_session_id": pa.array(kept.session_ids),
-            "split": pa.array(np.asarray(SPLITS)[kept.session_splits]),
-            "start_ns": pa.array(sessions.start[keep]),
-            "events": pa.array(sessions.events[keep]),
-        }
-    )
-    fs, local = resolve_filesystem(output_path)
-    pq.write_table(table, posixpath.join(local, SESSIONS_FILE), filesystem=fs)
-
-
 # --- checks -------------------------------------------------------------------------
 
 
@@ -339,58 +272,6 @@ def _check_invalid_values(stats, sources: list[SourceFile], config: PrepareConfi
                 column=column,
             )
         logger.warning("%s:%s column %s: %s", file, line, column, message)
-
-
-def _check_output(config: PrepareConfig, dataset_id: str, settings: dict) -> dict | None:
-    """Return the existing meta when the folder already holds this dataset; refuse a
-    different one unless ``overwrite``; never delete files `prepare` did not write."""
-    fs, local = resolve_filesystem(config.output_path)
-    info = fs.get_file_info(local)
-    if info.type == pafs.FileType.NotFound:
-        fs.create_dir(local, recursive=True)
-        return None
-    if info.type != pafs.FileType.Directory:
-        raise OutputExistsError("output path exists and is not a folder", file=local)
-    entries = fs.get_file_info(pafs.FileSelector(local))
-    names = {posixpath.basename(e.path) for e in entries}
-    if not names:
-        return None
-    foreign = sorted(names - set(OUTPUT_ENTRIES))
-    if foreign:
-        raise OutputExistsError(
-            f"output folder holds files recrl did not write ({', '.join(foreign[:5])}); "
-            "choose an empty or new folder",
-            file=local,
-        )
-    if META_FILE in names:
-        meta = read_meta(config.output_path)
-        if meta.get("dataset_id") == dataset_id and not config.overwrite:
-            return meta
-        if not config.overwrite:
-            changed = _differences(meta.get("settings", {}), settings)
-            raise OutputExistsError(
-                f"output folder holds a different dataset (changed: {changed}); pass "
-                "--overwrite to replace it or choose another folder",
-                file=local,
-            )
-    elif not config.overwrite:
-        raise OutputExistsError(
-            "output folder holds an incomplete dataset (no meta.json, an earlier run "
-            "stopped); pass --overwrite to replace it",
-            file=local,
-        )
-    for entry in entries:
-        if entry.type == pafs.FileType.Directory:
-            fs.delete_dir(entry.path)
-        else:
-            fs.delete_file(entry.path)
-    return None
-
-
-def _differences(old: dict, new: dict) -> str:
-    keys = sorted(set(old) | set(new))
-    changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
-    return "; ".join(changed) or "the input files"
 
 
 # --- meta -----------------------------------------------------------------------------

@@ -1,0 +1,51 @@
+"""Human-readable summaries printed by the `recrl` commands."""
+
+from __future__ import annotations
+
+
+def format_train_result(config, result) -> str:
+    """Test metrics next to the popularity baseline, and where to look next."""
+    from pipelines.tracking import dashboard_command
+
+    lines = [
+        f"{config.variant} after {result.updates} updates - test split:",
+        f"{'metric':<18} {config.variant:>12} {'popularity':>12}",
+    ]
+    for k in (5, 10, 20):
+        for name in (f"hr_{k}_click", f"ndcg_{k}_click", f"hr_{k}_purchase", f"ndcg_{k}_purchase"):
+            model = result.test_metrics.get(name, float("nan"))
+            popular = result.popularity_test_metrics.get(name, float("nan"))
+            lines.append(f"{name:<18} {model:>12.4f} {popular:>12.4f}")
+    lines.append(f"evaluation took {result.eval_share:.0%} of the job's time")
+    lines.append(f"checkpoint: {result.checkpoint}; figure: {result.run_dir / 'stability.png'}")
+    if config.tracking:
+        lines.append(f"MLflow run {result.run_id}: open the dashboard with `{dashboard_command()}`")
+    return "\n".join(lines)
+
+
+def format_stats(meta: dict) -> str:
+    """A human summary of a dataset's meta.json."""
+    rows = meta["rows"]
+    lines = [
+        f"source {meta['source']}: {meta['n_items']} items (pad_id {meta['pad_id']}), "
+        f"state length L={meta['L']}",
+        f"rows: {rows['input']} input = {rows['kept']} kept + {rows['dropped_total']} dropped",
+    ]
+    for reason, count in rows["dropped"].items():
+        if count:
+            share = count / max(rows["input"], 1)
+            lines.append(f"  dropped {reason:<20} {count:>10}  ({share:.2%})")
+    lines.append(
+        f"{'split':<6} {'sessions':>9} {'transitions':>12} {'clicks':>10} {'purchases':>10}"
+    )
+    for name, split in meta["splits"].items():
+        lines.append(
+            f"{name:<6} {split['sessions']:>9} {split['transitions']:>12} "
+            f"{split['clicks']:>10} {split['purchases']:>10}"
+        )
+    counts = meta.get("item_counts", [])
+    if counts:
+        top = sorted(counts, reverse=True)
+        top_share = sum(top[: max(1, len(top) // 10)]) / max(sum(top), 1)
+        lines.append(f"item popularity: top 10% of items hold {top_share:.1%} of events")
+    return "\n".join(lines)
