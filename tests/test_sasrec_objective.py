@@ -112,3 +112,24 @@ def test_presets_and_overrides():
     assert config.to_dict()["objective.n_neg"] == 20
     with pytest.raises(ValueError, match="unknown setting"):
         TrainConfig.for_variant("sa2c", "data/x", learning_rate=0.1)
+
+
+@pytest.mark.parametrize("n_neg", [0, 4])
+def test_target_passes_are_each_networks_q_values(networks, n_neg):
+    # Q(s', ·) of the trained net picks, the other's values it, the other's Q(s, ·) gives
+    # the negative-action targets; the batched pass must not mix the rows up.
+    trained, other = networks
+    config = objective_for("snqn", n_neg=n_neg)
+    data = batch(3)
+    inputs = objective_inputs(trained, other, data, config, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(
+        inputs.q_next, trained(data["next_state"], data["next_state_len"])[2]
+    )
+    torch.testing.assert_close(
+        inputs.q_next_target, other(data["next_state"], data["next_state_len"])[2]
+    )
+    if n_neg:
+        torch.testing.assert_close(inputs.q_target, other(data["state"], data["state_len"])[2])
+    else:
+        assert inputs.q_target is None
+    assert not inputs.q_next.requires_grad and inputs.q.requires_grad

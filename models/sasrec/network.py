@@ -25,6 +25,11 @@ class SASRecQNetwork(nn.Module):
         s = self.encoder.encode(state, state_len)
         return s, self.encoder.supervised_logits(s), self.q_head(s)
 
+    def q_values(self, state: Tensor, state_len: Tensor) -> Tensor:
+        """Q(s, ·) [B, I] alone: target passes need no supervised logits (a second
+        [B, H] x [H, I] product per pass)."""
+        return self.q_head(self.encoder.encode(state, state_len))
+
     def score_all(self, state: Tensor, state_len: Tensor, head: str = "supervised") -> Tensor:
         """Ranking scores of every item (SPEC §2: the CE head by default, or the Q head)."""
         s = self.encoder.encode(state, state_len)
@@ -84,8 +89,13 @@ def objective_inputs(
             raise ValueError("TD targets need a second network (twin or target)")
         next_state, next_len = batch["next_state"].long(), batch["next_state_len"].long()
         with torch.no_grad():
-            _, _, out.q_next = trained(next_state, next_len)
-            _, _, out.q_next_target = other(next_state, next_len)
+            out.q_next = trained.q_values(next_state, next_len)
             if config.n_neg > 0:
-                _, _, out.q_target = other(state, state_len)
+                # One pass of the other network over s' and s: fewer, larger kernels.
+                both = other.q_values(
+                    torch.cat([next_state, state]), torch.cat([next_len, state_len])
+                )
+                out.q_next_target, out.q_target = both[:b], both[b:]
+            else:
+                out.q_next_target = other.q_values(next_state, next_len)
     return out
