@@ -11,6 +11,10 @@ import textwrap
 import time
 from pathlib import Path
 
+from pipelines.commands import bandit as bandit_command
+from pipelines.commands import slate as slate_command
+from pipelines.commands import tune as tune_command
+from pipelines.commands import usermodel as usermodel_command
 from pipelines.prepare.config import SOURCES, PrepareConfig
 from pipelines.summaries import format_stats, format_train_result
 
@@ -72,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stats(commands)
     _add_train(commands)
     _add_demo(commands)
+    tune_command.register(commands)
+    usermodel_command.register(commands)
+    slate_command.register(commands)
+    bandit_command.register(commands)
     return parser
 
 

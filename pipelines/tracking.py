@@ -52,6 +52,16 @@ def tracking_uri(uri: str | None = None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+def absolute_tracking_uri(uri: str | None = None) -> str:
+    """`tracking_uri` with a relative sqlite path made absolute: processes that run in
+    other working directories (Tune trials, Ray jobs) then write to the same database."""
+    uri = tracking_uri(uri)
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
 def dashboard_command(uri: str | None = None) -> str:
     """The shell command that opens the MLflow UI on the runs of ``uri``."""
     uri = tracking_uri(uri)
@@ -165,6 +175,26 @@ class Tracker:
         logger.info("MLflow run %s (%s) in %s", self.run_id, run_name, self.uri)
         return self.run_id
 
+    def resume(self, run_id: str) -> str:
+        """Continue logging into the existing run ``run_id`` (marked running again), e.g.
+        when a retried trial resumes from its checkpoint; returns ``run_id``."""
+        if self.run_id is not None:
+            raise RuntimeError(f"run {self.run_id} is still active: call end() before resume()")
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._client = self._client or MlflowClient(tracking_uri=self.uri)
+            self._client.update_run(run_id, status="RUNNING")
+        except (MlflowException, OSError, ConnectionError) as exc:
+            raise TrackingUnavailableError(
+                f"cannot resume MLflow run {run_id} at {self.uri!r} ({exc})"
+            ) from exc
+        self.run_id = run_id
+        self.failures = 0
+        logger.info("MLflow run %s resumed in %s", run_id, self.uri)
+        return run_id
+
     def _get_or_create_experiment(self) -> str:
         from mlflow.exceptions import MlflowException
 
@@ -273,6 +303,9 @@ class NullTracker(Tracker):
         super().__init__(experiment, uri="disabled")
 
     def start(self, run_name: str, params=None, tags=None, *, parent_run_id=None) -> str:
+        return ""
+
+    def resume(self, run_id: str) -> str:
         return ""
 
     def _write_batch(self, metrics=None, step=0, params=None, tags=None) -> None:

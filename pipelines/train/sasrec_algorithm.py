@@ -254,7 +254,12 @@ def algorithm_config(
         )
         .offline_data(
             input_=[train] * passes,  # a list: RLlib keeps URIs as they are
-            input_read_method_kwargs={"columns": list(TRAIN_COLUMNS)},
+            input_read_method_kwargs={
+                "columns": list(TRAIN_COLUMNS),
+                # Half a CPU each, like the pre-learner: together they fit the one-CPU data
+                # bundle of a Tune trial, and on 2 cores they leave the learner a core.
+                "ray_remote_args": {"num_cpus": 0.5},
+            },
             map_batches_kwargs={
                 "batch_format": "pyarrow",
                 "concurrency": max(1, config.num_learners),

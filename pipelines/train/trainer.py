@@ -5,15 +5,21 @@ loss component and Q statistic the Learner logs plus ``eval/…`` on val, tags =
 dataset and git commit; artifacts = meta.json, the final checkpoint and the stability
 figure. Non-finite losses or Q values stop the job with `TrainingDiverged`, keeping the
 last checkpoint taken while the values were still finite.
+
+A checkpoint folder also holds ``progress.json`` (updates, validation history, curves and
+the MLflow run id), so a job restarted with ``resume_from`` continues the same run and the
+same curves; this is how a Tune trial survives a retry.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +36,32 @@ STABILITY_METRICS = ("hr_20_purchase", "ndcg_20_purchase", "hr_20_click", "ndcg_
 Q_METRICS = ("q/mean", "q/max", "q/td_error", "q/cql_gap", "loss/ce", "loss/total")
 
 
+PROGRESS_FILE = "progress.json"
+"""In every checkpoint folder: what a resumed job needs besides the RLlib state."""
+
+
 class TrainingDiverged(RuntimeError):
     """A loss or Q value became NaN/inf; the message names the metric, the update and the
     last good checkpoint."""
+
+    def __init__(self, message: str, updates: int = 0) -> None:
+        super().__init__(message)
+        self.updates = updates
+        """Update at which the values were found non-finite."""
+
+
+@dataclass(frozen=True)
+class EvalPoint:
+    """One validation evaluation, as `train`'s ``on_eval`` callback receives it."""
+
+    updates: int
+    """Gradient updates so far."""
+    scores: dict[str, float]
+    """Validation metrics (``hr_20_purchase``...)."""
+    learner: dict[str, float]
+    """Learner metrics of the last iteration (``loss/…``, ``q/…``)."""
+    checkpoint: Path
+    """The checkpoint saved right after this evaluation (with its ``progress.json``)."""
 
 
 @dataclass
@@ -56,8 +85,22 @@ class TrainResult:
         return self.seconds_evaluating / total if total else 0.0
 
 
-def train(config: TrainConfig, *, run_dir: str | Path | None = None) -> TrainResult:
-    """Train ``config.variant`` on ``config.data``; see the module docstring."""
+def train(
+    config: TrainConfig,
+    *,
+    run_dir: str | Path | None = None,
+    run_name: str | None = None,
+    parent_run_id: str | None = None,
+    resume_from: str | Path | None = None,
+    on_eval: Callable[[EvalPoint], None] | None = None,
+) -> TrainResult:
+    """Train ``config.variant`` on ``config.data``; see the module docstring.
+
+    ``run_name`` names the MLflow run (default ``<variant>-<time>``) and ``parent_run_id``
+    nests it under a sweep's run. ``resume_from`` is a checkpoint folder written by an
+    earlier job with the same config: training continues from its update count, in its
+    MLflow run. ``on_eval`` is called after each validation evaluation and its checkpoint.
+    """
     from pipelines.ray_runtime import ensure_ray
     from pipelines.train.sasrec_algorithm import build_algorithm, learner_metrics, scoring_network
 
@@ -76,15 +119,26 @@ def train(config: TrainConfig, *, run_dir: str | Path | None = None) -> TrainRes
     params = {**config.to_dict(), "data.n_items": meta["n_items"], "data.L": meta["L"]}
     result = TrainResult(run_dir=run_dir, checkpoint=None, updates=0)
     history: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    progress = _read_progress(resume_from) if resume_from else None
 
     ensure_ray()
-    result.run_id = tracker.start(f"{config.variant}-{stamp}", params=params, tags=tags) or None
+    if progress and progress.get("run_id") and config.tracking:
+        result.run_id = tracker.resume(progress["run_id"])
+    else:
+        result.run_id = (
+            tracker.start(run_name or f"{config.variant}-{stamp}", params=params, tags=tags,
+                          parent_run_id=parent_run_id) or None
+        )  # fmt: skip
     with tracker:
-        tracker.log_artifact(str(Path(config.data) / "meta.json"))
+        if progress is None:
+            tracker.log_artifact(str(Path(config.data) / "meta.json"))
         algo = build_algorithm(config, meta)
         try:
-            _train_loop(algo, config, val, eval_config, tracker, history, result, checkpoint,
-                        learner_metrics, scoring_network)  # fmt: skip
+            if progress is not None:
+                _restore(algo, Path(resume_from), progress, result, history)
+            loop = _Loop(algo, config, val, eval_config, tracker, history, result, checkpoint,
+                         learner_metrics, scoring_network, on_eval)  # fmt: skip
+            loop.run()
             start = time.perf_counter()
             score_fn = _score_fn(scoring_network(algo), config.rank_with)
             result.test_metrics = evaluate(score_fn, test, EvalConfig(config.eval_batch_size))
@@ -95,7 +149,7 @@ def train(config: TrainConfig, *, run_dir: str | Path | None = None) -> TrainRes
             tracker.log_metrics(
                 _prefixed("test_popularity/", result.popularity_test_metrics), step=result.updates
             )
-            _save(algo, checkpoint)
+            _save(algo, checkpoint, result, history)
             result.checkpoint = checkpoint
             tracker.log_artifact(str(checkpoint), artifact_path="checkpoint")
         finally:
@@ -107,41 +161,63 @@ def train(config: TrainConfig, *, run_dir: str | Path | None = None) -> TrainRes
     return result
 
 
-def _train_loop(algo, config, val, eval_config, tracker, history, result, checkpoint,
-                learner_metrics, scoring_network) -> None:  # fmt: skip
-    from tqdm import tqdm
+@dataclass
+class _Loop:
+    """The update/evaluate loop of `train`, with everything it touches."""
 
-    from pipelines.train.sasrec_algorithm import NUM_UPDATES_METRIC
+    algo: Any
+    config: TrainConfig
+    val: Any
+    eval_config: EvalConfig
+    tracker: Tracker
+    history: dict[str, list[tuple[int, float]]]
+    result: TrainResult
+    checkpoint: Path
+    learner_metrics: Callable
+    scoring_network: Callable
+    on_eval: Callable[[EvalPoint], None] | None
 
-    next_eval = config.eval_interval
-    with tqdm(total=config.total_steps, desc=f"train {config.variant}", unit="upd",
-              disable=None) as progress:  # fmt: skip
-        while result.updates < config.total_steps:
-            start = time.perf_counter()
-            metrics = learner_metrics(algo.train())
-            result.seconds_training += time.perf_counter() - start
-            updates = int(metrics[NUM_UPDATES_METRIC])
-            progress.update(updates - result.updates)
-            result.updates = updates
-            _check_finite(metrics, updates, result.checkpoint)
-            tracker.log_metrics(metrics, step=updates)
-            for name in Q_METRICS:
-                if name in metrics:
-                    history[name].append((updates, metrics[name]))
-            progress.set_postfix(loss=f"{metrics.get('loss/total', float('nan')):.3f}")
-            if updates >= next_eval or updates >= config.total_steps:
-                next_eval += config.eval_interval
+    def run(self) -> None:
+        from tqdm import tqdm
+
+        from pipelines.train.sasrec_algorithm import NUM_UPDATES_METRIC
+
+        config, result = self.config, self.result
+        next_eval = (result.updates // config.eval_interval + 1) * config.eval_interval
+        with tqdm(total=config.total_steps, initial=result.updates, unit="upd",
+                  desc=f"train {config.variant}", disable=None) as progress:  # fmt: skip
+            while result.updates < config.total_steps:
                 start = time.perf_counter()
-                score_fn = _score_fn(scoring_network(algo), config.rank_with)
-                scores = evaluate(score_fn, val, eval_config)
-                result.seconds_evaluating += time.perf_counter() - start
-                result.val_history.append({"updates": updates, **scores})
-                tracker.log_metrics(_prefixed("eval/", scores), step=updates)
-                for name in STABILITY_METRICS:
-                    history[f"eval/{name}"].append((updates, scores[name]))
-                logger.info("update %d: val %s", updates, _summary(scores))
-                _save(algo, checkpoint)  # values are finite here: keep as last good
-                result.checkpoint = checkpoint
+                metrics = self.learner_metrics(self.algo.train())
+                result.seconds_training += time.perf_counter() - start
+                updates = int(metrics[NUM_UPDATES_METRIC])
+                progress.update(updates - result.updates)
+                result.updates = updates
+                _check_finite(metrics, updates, result.checkpoint)
+                self.tracker.log_metrics(metrics, step=updates)
+                for name in Q_METRICS:
+                    if name in metrics:
+                        self.history[name].append((updates, metrics[name]))
+                progress.set_postfix(loss=f"{metrics.get('loss/total', float('nan')):.3f}")
+                if updates >= next_eval or updates >= config.total_steps:
+                    next_eval += config.eval_interval
+                    self.evaluate(updates, metrics)
+
+    def evaluate(self, updates: int, metrics: dict[str, float]) -> None:
+        result = self.result
+        start = time.perf_counter()
+        score_fn = _score_fn(self.scoring_network(self.algo), self.config.rank_with)
+        scores = evaluate(score_fn, self.val, self.eval_config)
+        result.seconds_evaluating += time.perf_counter() - start
+        result.val_history.append({"updates": updates, **scores})
+        self.tracker.log_metrics(_prefixed("eval/", scores), step=updates)
+        for name in STABILITY_METRICS:
+            self.history[f"eval/{name}"].append((updates, scores[name]))
+        logger.info("update %d: val %s", updates, _summary(scores))
+        _save(self.algo, self.checkpoint, result, self.history)  # finite here: last good
+        result.checkpoint = self.checkpoint
+        if self.on_eval is not None:
+            self.on_eval(EvalPoint(updates, scores, metrics, self.checkpoint))
 
 
 def _check_finite(metrics: dict[str, float], updates: int, checkpoint: Path | None) -> None:
@@ -150,7 +226,8 @@ def _check_finite(metrics: dict[str, float], updates: int, checkpoint: Path | No
         kept = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint yet"
         raise TrainingDiverged(
             f"{', '.join(sorted(bad))} became non-finite at update {updates}; training stopped "
-            f"({kept}). Lower lr, cql_alpha or raise grad clipping."
+            f"({kept}). Lower lr, cql_alpha or raise grad clipping.",
+            updates,
         )
 
 
@@ -161,12 +238,34 @@ def _score_fn(network, head: str):
     return score
 
 
-def _save(algo, checkpoint: Path) -> None:
+def _save(algo, checkpoint: Path, result: TrainResult, history: dict) -> None:
     staging = checkpoint.with_name(checkpoint.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     algo.save_to_path(str(staging.resolve()))
+    progress = {"updates": result.updates, "run_id": result.run_id,
+                "val_history": result.val_history,
+                "history": {name: points for name, points in history.items()}}  # fmt: skip
+    (staging / PROGRESS_FILE).write_text(json.dumps(progress))
     shutil.rmtree(checkpoint, ignore_errors=True)
     staging.rename(checkpoint)  # never leave a half-written "last good" checkpoint
+
+
+def _read_progress(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / PROGRESS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: resume_from must be a checkpoint folder written by recrl train"
+        )
+    return json.loads(path.read_text())
+
+
+def _restore(algo, folder: Path, progress: dict, result: TrainResult, history: dict) -> None:
+    algo.restore_from_path(str(folder.resolve()))
+    result.updates = int(progress["updates"])
+    result.val_history = list(progress["val_history"])
+    for name, points in progress["history"].items():
+        history[name] = [tuple(point) for point in points]
+    logger.info("resumed from %s at update %d", folder, result.updates)
 
 
 def _plot(history, run_dir: Path, config: TrainConfig) -> Path | None:

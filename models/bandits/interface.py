@@ -1,0 +1,104 @@
+"""The one interface every bandit policy of SPEC §6 implements.
+
+A round, batched over ``U`` users: the caller (a run loop, or an RLlib module) builds a
+``BanditContext`` from its representation model — item embeddings, the users' embeddings,
+their histories — then ``policy.scores(context)`` gives acquisition scores [U, I],
+``policy.select(context, k)`` a slate [U, k] of distinct item ids, and after the users
+answered, ``policy.update(Feedback(...))`` folds the observed rewards into the policy's own
+state (impression counts, design-matrix inverses, GLM coefficients). The representation
+(SASRec, GRU, a latent-factor model) is trained by the caller, not by the policy.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class BanditContext:
+    """What a policy may look at to score items for ``U`` users.
+
+    Only ``user_ids``, ``item_embeddings`` and ``user_embeddings`` are always present; a
+    policy that needs an optional field raises ``ValueError`` naming it when it is missing.
+    """
+
+    user_ids: Tensor
+    """Global user ids [U] (long): index of the per-user state a policy keeps."""
+    item_embeddings: Tensor
+    """Candidate item representations x / μ [I, d1]; row ``i`` is item id ``i``."""
+    user_embeddings: Tensor
+    """User representations z / θ [U, d2] (REN: the sequence model's hidden state)."""
+    history_embeddings: Tensor | None = None
+    """Embeddings of each user's past items D [U, H, d1] (REN's diversity term)."""
+    history_mask: Tensor | None = None
+    """Bool [U, H]: True where ``history_embeddings`` holds a real item."""
+    mc_predictions: Tensor | None = None
+    """Click predictions of P dropout forward passes [P, U, I] (N-Dropout-UCB)."""
+
+    def __post_init__(self) -> None:
+        if self.user_embeddings.shape[0] != self.user_ids.shape[0]:
+            raise ValueError(
+                f"user_embeddings has {self.user_embeddings.shape[0]} rows for "
+                f"{self.user_ids.shape[0]} user ids; pass one embedding per scored user."
+            )
+
+    @property
+    def n_items(self) -> int:
+        return self.item_embeddings.shape[0]
+
+    def require(self, field: str, policy: str) -> Tensor:
+        """The optional field ``field``, or a ``ValueError`` saying which policy needs it."""
+        value = getattr(self, field)
+        if value is None:
+            raise ValueError(f"policy {policy!r} needs BanditContext.{field}; it is None.")
+        return value
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """Users' answers to the slates of one round."""
+
+    context: BanditContext
+    """The context the slates were chosen in (its embeddings enter the design matrices)."""
+    slates: Tensor
+    """Recommended item ids [U, k] (long)."""
+    rewards: Tensor
+    """Observed reward per slate position [U, k] (click 0/1, or the synthetic reward)."""
+
+    def __post_init__(self) -> None:
+        if self.slates.shape != self.rewards.shape:
+            raise ValueError(
+                f"slates {tuple(self.slates.shape)} and rewards {tuple(self.rewards.shape)} "
+                "must have the same shape [U, k]."
+            )
+
+
+def top_k_slate(scores: Tensor, k: int) -> Tensor:
+    """The ``k`` highest-scoring distinct items per row: [U, I] -> [U, k] (best first)."""
+    if not 1 <= k <= scores.shape[-1]:
+        raise ValueError(f"slate size k={k} must be between 1 and the {scores.shape[-1]} items.")
+    return torch.topk(scores, k, dim=-1).indices
+
+
+class BanditPolicy(ABC):
+    """Score candidates, pick a slate, learn from feedback (SPEC §6 common interface)."""
+
+    name: str = "policy"
+    reads_representation: bool = True
+    """False for policies that ignore the embeddings (Random): callers may skip refits."""
+
+    @abstractmethod
+    def scores(self, context: BanditContext) -> Tensor:
+        """Acquisition scores [U, I] for the users and items of ``context``."""
+
+    def select(self, context: BanditContext, k: int) -> Tensor:
+        """A slate of ``k`` distinct item ids per user [U, k]; by default the top-k scores."""
+        return top_k_slate(self.scores(context), k)
+
+    @abstractmethod
+    def update(self, feedback: Feedback) -> None:
+        """Fold one round of feedback into the policy's state."""

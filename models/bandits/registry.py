@@ -1,0 +1,120 @@
+"""Policy names of SPEC §6 -> configured policy objects (one place that knows them all)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from models.bandits.glm import GLMUCBConfig, GLMUCBPolicy
+from models.bandits.interface import BanditPolicy
+from models.bandits.ren import RENConfig, RENPolicy
+from models.bandits.shared_ucb import GALMConfig, GALMUCBPolicy, GBLMConfig, GBLMUCBPolicy
+from models.bandits.simple import (
+    DropoutUCBConfig,
+    DropoutUCBPolicy,
+    GreedyConfig,
+    GreedyPolicy,
+    RandomPolicy,
+)
+
+
+@dataclass(frozen=True)
+class PolicySizes:
+    """What a policy needs to allocate its state."""
+
+    n_users: int
+    """Users the policy may see (per-user inverses and coefficients)."""
+    n_items: int
+    """Catalogue size (impression counts, per-item inverses)."""
+    item_dim: int
+    """Width d1 of the item representations in the contexts."""
+    user_dim: int
+    """Width d2 of the user representations in the contexts."""
+    seed: int = 0
+    """Seed of a policy's own randomness (Random)."""
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A named policy: its config class, fixed settings, and how to build it."""
+
+    config_class: type | None
+    build: Callable[[Any, PolicySizes], BanditPolicy]
+    preset: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    neural: bool = False
+    """True when the paper's policy reads a neural encoder's representations."""
+
+
+POLICIES: dict[str, PolicySpec] = {
+    "random": PolicySpec(None, lambda c, s: RandomPolicy(seed=s.seed)),
+    "greedy": PolicySpec(GreedyConfig, lambda c, s: GreedyPolicy(c)),
+    "ren": PolicySpec(RENConfig, lambda c, s: RENPolicy(s.n_items, c, s.n_users)),
+    "ren-1,2": PolicySpec(
+        RENConfig, lambda c, s: RENPolicy(s.n_items, c, s.n_users), {"lambda_u": 0.0}
+    ),
+    "ren-1,3": PolicySpec(RENConfig, lambda c, s: RENPolicy(s.n_items, c, s.n_users)),
+    "linucb": PolicySpec(
+        GLMUCBConfig, lambda c, s: GLMUCBPolicy(s.n_users, s.item_dim, c), {"link": "identity"}
+    ),
+    "glm-ucb": PolicySpec(GLMUCBConfig, lambda c, s: GLMUCBPolicy(s.n_users, s.item_dim, c)),
+    "n-glm-ucb": PolicySpec(
+        GLMUCBConfig, lambda c, s: GLMUCBPolicy(s.n_users, s.item_dim, c), neural=True
+    ),
+    "n-greedy": PolicySpec(GreedyConfig, lambda c, s: GreedyPolicy(c), {"link": "sigmoid"}, True),
+    "n-dropout-ucb": PolicySpec(
+        DropoutUCBConfig, lambda c, s: DropoutUCBPolicy(c, s.seed), neural=True
+    ),
+    "s-n-galm-ucb": PolicySpec(
+        GALMConfig,
+        lambda c, s: GALMUCBPolicy(s.n_users, s.n_items, s.item_dim, s.user_dim, c),
+        neural=True,
+    ),
+    "s-n-gblm-ucb": PolicySpec(
+        GBLMConfig, lambda c, s: GBLMUCBPolicy(s.item_dim, s.user_dim, c), neural=True
+    ),
+}
+"""REN-1,2 is REN with λ_u = 0; REN-1,3 is REN with λ_d = 0 and λ_u = √10·λ_d of the λ_d
+asked for (``policy_config``), or the ``lambda_u`` given."""
+
+
+def policy_config(name: str, settings: Mapping[str, Any] | None = None):
+    """The config dataclass of policy ``name`` with its preset and ``settings`` applied."""
+    spec = _spec(name)
+    settings = dict(settings or {})
+    if spec.config_class is None:
+        if settings:
+            raise ValueError(f"policy {name!r} has no settings; got {sorted(settings)}.")
+        return None
+    fields = {f.name for f in dataclasses.fields(spec.config_class)}
+    unknown = sorted(set(settings) - fields)
+    if unknown:
+        raise ValueError(
+            f"unknown setting(s) {unknown} for policy {name!r}; valid: {sorted(fields)}."
+        )
+    clash = sorted(k for k in settings if k in spec.preset and settings[k] != spec.preset[k])
+    if clash:
+        raise ValueError(f"policy {name!r} fixes {clash} (preset {dict(spec.preset)}).")
+    if name.lower() == "ren-1,3":
+        # The ablation drops the diversity term but keeps λ_u = √10·λ_d of the asked λ_d.
+        lambda_d = settings.pop("lambda_d", RENConfig.lambda_d)
+        settings.setdefault("lambda_u", RENConfig(lambda_d=lambda_d).effective_lambda_u)
+        settings["lambda_d"] = 0.0
+    return spec.config_class(**{**settings, **spec.preset})
+
+
+def make_policy(
+    name: str, sizes: PolicySizes, settings: Mapping[str, Any] | None = None
+) -> BanditPolicy:
+    """Build policy ``name`` (a key of ``POLICIES``) with ``settings`` over its defaults."""
+    policy = _spec(name).build(policy_config(name, settings), sizes)
+    policy.name = name
+    return policy
+
+
+def _spec(name: str) -> PolicySpec:
+    key = name.lower()
+    if key not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}; choose from {sorted(POLICIES)}.")
+    return POLICIES[key]

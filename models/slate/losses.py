@@ -1,0 +1,26 @@
+"""Objective of the cascading Q-networks (Chen et al. 2019, eq. 10-11), pure functions."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+
+def cascading_td_loss(
+    q_taken: Tensor, reward: Tensor, done: Tensor, next_q_k: Tensor, *, gamma: float
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Eq. 11: every Q_j regresses the same target y = r + γ·Q_k(s', a*'_{1:k}).
+
+    q_taken: [B, k] Q_j(s, a_1..a_j) of the slate shown; reward, done: [B];
+    next_q_k: [B] Q_k of the next state at its greedy slate a*' (from the target network;
+    no gradient flows into it). Loss = mean over rows and j of (y − Q_j)².
+    Diagnostics: ``loss/td``, ``q/mean``, ``q/target_mean`` and ``q/cascade_gap`` = mean
+    |Q_j − Q_k| over the slate, the violation of the consistency constraint eq. 10.
+    """
+    y = reward + gamma * (1.0 - done.to(reward.dtype)) * next_q_k.detach()
+    loss = ((y[:, None] - q_taken) ** 2).mean()
+    return loss, {
+        "loss/td": loss.detach(),
+        "q/mean": q_taken.mean().detach(),
+        "q/target_mean": y.mean().detach(),
+        "q/cascade_gap": (q_taken - q_taken[:, -1:]).abs().mean().detach(),
+    }

@@ -1,0 +1,135 @@
+"""Settings of one bandit run (``recrl bandit``), one source of truth for their defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from envs.synthetic_bandit import SYN_REPEATS
+from models.bandits.latent_factor import LatentFactorConfig
+from models.bandits.registry import POLICIES, policy_config
+from models.bandits.sequence_representation import SequenceRepresentationConfig
+
+REFERENCE_POLICIES = ("oracle",)
+"""Policies that read the simulator's ground truth; they exist only in runs, not in models/."""
+USER_CHOICE_ENVIRONMENTS = ("ml-100k",)
+"""Simulators fitted on logs (``envs.user_choice``); they need ``data_path``."""
+ENVIRONMENTS = (*SYN_REPEATS, *USER_CHOICE_ENVIRONMENTS)
+
+
+@dataclass(frozen=True)
+class BanditRunConfig:
+    """One run: ``rounds`` rounds of ``policy`` on ``env`` (REN paper Fig. 1 protocol: one
+    uniformly drawn user per round, a slate of ``slate_size``, the model refit on feedback)."""
+
+    policy: str = "ren"
+    """A name of ``models.bandits.POLICIES`` or ``oracle``."""
+    env: str = "syn-s"
+    """Simulator: ``syn-s``, ``syn-m``, ``syn-l`` (REN paper) or ``ml-100k`` (user-choice
+    simulator fitted on MovieLens-100K, two-stage paper)."""
+    data_path: str | None = None
+    """Logged data of a fitted simulator (``ml-100k``: the folder holding ``u.data``)."""
+    n_users: int = 100
+    """Users of a fitted simulator's panel (two-stage paper Table 4: 100)."""
+    rounds: int = 2000
+    """Interaction rounds (one user, one slate each)."""
+    slate_size: int = 4
+    """Items recommended per round (REN paper text: 4)."""
+    seed: int = 0
+    """Seeds the world (user latents), the rounds, the model's priors and the policy."""
+    policy_settings: Mapping[str, Any] = field(default_factory=dict)
+    """Overrides of the policy's config (``lambda_d``, ``beta``, ...)."""
+    encoder: str = "latent-factor"
+    """Representation the policies read: ``latent-factor`` (ridge ALS) or ``sasrec``."""
+    representation: LatentFactorConfig = field(default_factory=LatentFactorConfig)
+    """Settings of the latent-factor representation."""
+    sasrec: SequenceRepresentationConfig = field(default_factory=SequenceRepresentationConfig)
+    """Settings of the SASRec representation (``encoder = 'sasrec'``)."""
+    feedback_rows: str = "auto"
+    """What the representation learns from: ``chosen`` — the taken (clicked) items and their
+    rewards (REN paper: "collect the selected item with the reward and finetune"); ``shown``
+    — every shown item with its reward, 0 when not taken (per-item clicks, two-stage paper);
+    ``auto`` — ``chosen`` on SYN, ``shown`` on fitted simulators."""
+    refit_interval: int = 1
+    """Rounds between refits of the representation (the REN paper refits every step; the
+    two-stage paper retrains its neural encoders every 100 rounds)."""
+    window: int = 100
+    """Rolling window of the reward curve and of the final-window reward (REN Fig. 1: 100)."""
+    log_interval: int = 10
+    """Rounds between MLflow metric writes (each a window mean; 1 writes every round)."""
+    tracking: bool = True
+    """Log params, metrics and the curve to MLflow (through ``pipelines.tracking``)."""
+    experiment: str = "recrl-bandit"
+    """MLflow experiment name."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` saying how to fix an inconsistent setting."""
+        if self.policy.lower() not in POLICIES and self.policy.lower() not in REFERENCE_POLICIES:
+            raise ValueError(
+                f"unknown policy {self.policy!r}; choose from "
+                f"{sorted(POLICIES) + list(REFERENCE_POLICIES)}."
+            )
+        if self.env.lower() not in ENVIRONMENTS:
+            raise ValueError(f"unknown env {self.env!r}; choose from {list(ENVIRONMENTS)}.")
+        if self.feedback_rows not in ("auto", "chosen", "shown"):
+            raise ValueError(
+                f"feedback_rows must be 'auto', 'chosen' or 'shown', not {self.feedback_rows!r}."
+            )
+        if self.encoder not in ("latent-factor", "sasrec"):
+            raise ValueError(f"encoder must be 'latent-factor' or 'sasrec', not {self.encoder!r}.")
+        if self.env.lower() in USER_CHOICE_ENVIRONMENTS and not self.data_path:
+            raise ValueError(
+                f"env {self.env!r} is fitted on logged data: set data_path (recrl bandit "
+                "--data), e.g. ../shared/data/movielens-100k."
+            )
+        for name in ("rounds", "slate_size", "refit_interval", "window", "log_interval", "n_users"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"BanditRunConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.policy.lower() in POLICIES:
+            policy_config(self.policy, self.policy_settings)  # raises on unknown settings
+
+    @property
+    def representation_rows(self) -> str:
+        """``chosen`` or ``shown``, with ``auto`` resolved for this env."""
+        if self.feedback_rows != "auto":
+            return self.feedback_rows
+        return "shown" if self.env.lower() in USER_CHOICE_ENVIRONMENTS else "chosen"
+
+    def with_settings(self, settings: Mapping[str, Any]) -> BanditRunConfig:
+        """Split ``KEY=VALUE`` settings between this config, the representation and the policy.
+
+        Keys naming a ``BanditRunConfig`` field set it, ``embedding_dim``/``l2``/``sweeps``/
+        ``init_std`` the latent-factor representation, ``hidden_size``/``max_len``/
+        ``encoder_lr``/``steps_per_refit``/... the SASRec one, and the rest go to the policy,
+        which rejects what it does not know.
+        """
+        run_fields = {f.name for f in dataclasses.fields(self)} - {"representation", "sasrec"}
+        rep_fields = {f.name for f in dataclasses.fields(LatentFactorConfig)}
+        seq_fields = {f.name for f in dataclasses.fields(SequenceRepresentationConfig)}
+        run, rep, seq, policy = {}, {}, {}, dict(self.policy_settings)
+        for key, value in settings.items():
+            if key == "embedding_dim":
+                rep["dim"] = value
+            elif key in run_fields:
+                run[key] = value
+            elif key in rep_fields - {"dim"}:
+                rep[key] = value
+            elif key in seq_fields:
+                seq[key] = value
+            else:
+                policy[key] = value
+        return dataclasses.replace(
+            self, **run, representation=dataclasses.replace(self.representation, **rep),
+            sasrec=dataclasses.replace(self.sasrec, **seq), policy_settings=policy,
+        )  # fmt: skip
+
+    def as_params(self) -> dict[str, Any]:
+        """Flat params for MLflow."""
+        params = dataclasses.asdict(self)
+        params["policy_settings"] = dict(self.policy_settings)
+        return params

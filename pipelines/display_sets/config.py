@@ -1,0 +1,65 @@
+"""Settings of the display-set builder (SPEC §5, Chen et al. 2019 §6 "Dataset")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+DisplaySource = Literal["movielens", "yoochoose", "generic", "impressions", "mind"]
+DISPLAY_SOURCES: tuple[str, ...] = ("movielens", "yoochoose", "generic", "impressions", "mind")
+NEAR_TIME_SOURCES = ("movielens", "yoochoose", "generic")
+"""Sources without logged impressions: shown sets are built from items near in time."""
+
+
+@dataclass(frozen=True)
+class DisplaySetConfig:
+    """Build one record per page view: the user's previous clicks, the shown set, the click.
+
+    Logs with impressions (``impressions``: the generic schema; ``mind``: MIND
+    behaviors.tsv/news.tsv) keep the real shown set. Click logs (``movielens``,
+    ``yoochoose``, ``generic`` sessions such as the generated dataset) get the paper's
+    construction: the clicked item plus ``set_size - 1`` distinct items that *other* users
+    clicked nearest in time. Users (sessions for session logs) are split train/val/test
+    50 / 12.5 / 37.5 % by ``seed``, as in the paper.
+    """
+
+    source: DisplaySource
+    """Input format: movielens, yoochoose, generic (session parquet/CSV), impressions, mind."""
+    input_path: str
+    """A file or folder of the source."""
+    output_path: str
+    """Folder receiving train/val/test parquet, items.parquet and meta.json."""
+    set_size: int | None = None
+    """K for near-in-time sets: 40 for MovieLens (1 + 39), 10 otherwise (None: that default)."""
+    history_len: int = 10
+    """m: previous clicks kept per record (the position-weight lags)."""
+    split_fractions: tuple[float, float, float] = (0.5, 0.125, 0.375)
+    """Train/val/test fractions of users (the paper's split)."""
+    seed: int = 0
+    """Seed of the user split and of the display order inside each set."""
+    max_invalid_fraction: float = 0.01
+    """Fail when more than this fraction of rows has a bad value of one kind (as `prepare`)."""
+    max_window: int = 4096
+    """Largest ± window of events searched for near-in-time neighbours."""
+    per_user: int | None = None
+    """At most this many shown items from any one other user (None: no cap)."""
+
+    def __post_init__(self) -> None:
+        if self.source not in DISPLAY_SOURCES:
+            raise ValueError(f"source must be one of {', '.join(DISPLAY_SOURCES)}: {self.source!r}")
+        if self.set_size is not None and self.set_size < 2:
+            raise ValueError(f"set_size must be >= 2 (the click and one other), {self.set_size}")
+        if self.history_len < 1:
+            raise ValueError(f"history_len must be >= 1, got {self.history_len}")
+        fractions = self.split_fractions
+        if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1.0) > 1e-6:
+            raise ValueError(f"split_fractions must be 3 numbers >= 0 summing to 1: {fractions}")
+        if not 0.0 <= self.max_invalid_fraction <= 1.0:
+            raise ValueError("max_invalid_fraction must lie in [0, 1]")
+
+    @property
+    def shown_size(self) -> int:
+        """K of the near-in-time construction."""
+        if self.set_size is not None:
+            return self.set_size
+        return 40 if self.source == "movielens" else 10

@@ -1,0 +1,1 @@
+"""Run loops for the slate chain: user-model fitting with MLflow tracking."""

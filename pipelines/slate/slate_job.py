@@ -1,0 +1,146 @@
+"""`recrl slate`: train (where it applies) and evaluate a slate policy against simulated users.
+
+Policies: ``cdqn`` (cascading DQN on the learned reward, GAN-CDQN), ``rwd1`` (the same on
+±1 rewards, GAN-RWD1), ``greedy`` (top-k by the user model's utility, GAN-Greedy),
+``random``. Training uses the environment of ``user_model`` on the train users' page views;
+evaluation (paper Table 3: mean reward per step per user, CTR) uses ``test_user_model`` on the
+test users' page views — the test environment, fitted on test users only
+(``recrl usermodel fit --fit-on test``). Results: ``slate_results.csv`` and a PNG in
+``out_dir``, and an MLflow run (``slate/reward``, ``slate/ctr``, ``slate/train_*``).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envs.user_model_env import UserModelEnv, UserModelEnvConfig
+from models.slate.policies import CascadingQPolicy, GreedyUserModelPolicy, RandomSlatePolicy
+from models.user_model.checkpoint import load_user_model
+from pipelines.display_sets.records import load_display_sets
+from pipelines.slate.cdqn_loop import CDQNConfig, evaluate_policy, item_feature_table, train_cdqn
+from pipelines.tracking import NullTracker, Tracker
+
+logger = logging.getLogger(__name__)
+POLICIES = ("cdqn", "rwd1", "greedy", "random")
+
+
+@dataclass(frozen=True)
+class SlateJob:
+    """One policy, k, seeds; see the module docstring."""
+
+    data: str
+    """Display-set folder (its train/test page views seed the simulated users)."""
+    user_model: str
+    """user_model.pt of the training environment."""
+    policy: str = "cdqn"
+    """cdqn, rwd1, greedy or random."""
+    out_dir: str = "runs/slate"
+    """Folder for the CSV and the PNG."""
+    test_user_model: str | None = None
+    """user_model.pt of the test environment (None: ``user_model``, with a warning)."""
+    k: int = 5
+    """Slate size."""
+    episodes: int = 1000
+    """Simulated test users per seed (paper: 1,000)."""
+    episode_length: int = 10
+    """Page views per simulated user."""
+    max_pool: int = 512
+    """Candidate pool per simulated user (items shown to them in the log, subsampled)."""
+    seeds: tuple[int, ...] = (0,)
+    """One training + evaluation per seed."""
+    cdqn: CDQNConfig = field(default_factory=CDQNConfig)
+    """Training settings of cdqn / rwd1."""
+    tracking: bool = True
+    """Log to MLflow."""
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}: {self.policy!r}")
+
+
+def _policy(job: SlateJob, env: UserModelEnv, seed: int, log):
+    if job.policy == "random":
+        return RandomSlatePolicy(job.k, seed=seed)
+    if job.policy == "greedy":
+        return GreedyUserModelPolicy(env.model, job.k)
+    config = dataclasses.replace(
+        job.cdqn, seed=seed, reward="pm1" if job.policy == "rwd1" else "learned"
+    )
+    network = train_cdqn(env, config, on_log=log)
+    return CascadingQPolicy(network, item_feature_table(env))
+
+
+def run_slate_job(job: SlateJob) -> dict[str, Any]:
+    """Train/evaluate per seed; returns per-seed rows and the mean ± std."""
+    dataset = load_display_sets(job.data)
+    train_model = load_user_model(job.user_model)
+    if job.test_user_model is None:
+        logger.warning("no --test-user-model: evaluating on the training user model")
+    test_model = load_user_model(job.test_user_model or job.user_model)
+    tracker = Tracker("recrl-slate") if job.tracking else NullTracker()
+    rows = []
+    with tracker:
+        tracker.start(f"slate-{job.policy}-k{job.k}", params={
+            "policy": job.policy, "k": job.k, "episodes": job.episodes,
+            "episode_length": job.episode_length, "max_pool": job.max_pool,
+            "seeds": list(job.seeds),
+            "user_model": job.user_model, "test_user_model": job.test_user_model,
+            "cdqn": dataclasses.asdict(job.cdqn),
+        })  # fmt: skip
+        for seed in job.seeds:
+            env_config = UserModelEnvConfig(slate_size=job.k, episode_length=job.episode_length,
+                                            max_pool=job.max_pool, seed=seed)  # fmt: skip
+            train_env = UserModelEnv(train_model, dataset.splits["train"], env_config)
+            test_env = UserModelEnv(test_model, dataset.splits["test"], env_config)
+
+            def log(step: int, metrics: dict[str, float], seed=seed) -> None:
+                names = {k: f"slate/train_{k.replace('/', '_')}/seed{seed}" for k in metrics}
+                tracker.log_metrics({names[k]: v for k, v in metrics.items()}, step)
+
+            policy = _policy(job, train_env, seed, log)
+            result = evaluate_policy(test_env, policy, job.episodes, seed=10_000 + seed)
+            rows.append({"policy": job.policy, "k": job.k, "seed": seed, **result})
+            tracker.log_metrics({f"slate/{k}": v for k, v in result.items()}, step=seed)
+            logger.info("%s k=%d seed %d: %s", job.policy, job.k, seed, result)
+        summary = {
+            f"{m}_{stat}": fn([r[m] for r in rows])
+            for m in ("reward", "ctr")
+            for stat, fn in (("mean", statistics.fmean),
+                             ("std", lambda v: statistics.stdev(v) if len(v) > 1 else 0.0))
+        }  # fmt: skip
+        tracker.log_metrics({f"slate/{k}": v for k, v in summary.items()}, step=len(rows))
+        paths = _write_outputs(Path(job.out_dir), rows, job)
+        for path in paths:
+            tracker.log_artifact(path)
+    return {"rows": rows, "summary": summary, "files": [str(p) for p in paths]}
+
+
+def _write_outputs(out: Path, rows: list[dict], job: SlateJob) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"slate_{job.policy}_k{job.k}"
+    table = out / f"{stem}.csv"
+    with table.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    figure, axes = plt.subplots(1, 2, figsize=(6, 2.6))
+    for axis, metric in zip(axes, ("reward", "ctr"), strict=True):
+        axis.bar([str(r["seed"]) for r in rows], [r[metric] for r in rows], color="tab:blue")
+        axis.set_xlabel("seed")
+        axis.set_title(f"{job.policy}, k={job.k}: {metric}")
+    figure.tight_layout()
+    image = out / f"{stem}.png"
+    figure.savefig(image, dpi=100)
+    plt.close(figure)
+    return [table, image]

@@ -1,0 +1,1 @@
+"""Ray Tune sweeps of SASRec variants: study files, trials, sweep driver, report."""

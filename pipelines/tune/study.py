@@ -1,0 +1,257 @@
+"""A sweep study: one YAML file in ``tune_configs/`` read into a typed `StudyConfig`.
+
+A study names what is trained (SASRec variants on a prepared dataset), the settings every
+trial shares, the search space, the seeds, the metric that ranks trials, the scheduler and
+the resources of one trial. Variants and seeds are grid dimensions of their own, so a
+study of 3 variants × 5 negative counts × 3 seeds is 45 trials. Every setting name is
+checked against `TrainConfig` when the file is read, so a typo fails before any trial runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pipelines.train.config import TrainConfig
+
+SEARCH_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
+"""``grid`` and ``choice`` take a list; the others ``[low, high]``."""
+
+
+class StudyError(ValueError):
+    """A study file or override is invalid; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class SearchDimension:
+    """One searched setting: ``{grid: [1, 5, 10]}``, ``{loguniform: [1e-3, 1]}``..."""
+
+    kind: Literal["grid", "choice", "uniform", "loguniform", "randint"]
+    values: tuple[Any, ...]
+
+    def tune_domain(self) -> Any:
+        """The Ray Tune search-space object of this dimension."""
+        from ray import tune
+
+        if self.kind == "grid":
+            return tune.grid_search(list(self.values))
+        if self.kind == "choice":
+            return tune.choice(list(self.values))
+        low, high = self.values
+        return {"uniform": tune.uniform, "loguniform": tune.loguniform,
+                "randint": tune.randint}[self.kind](low, high)  # fmt: skip
+
+    def examples(self) -> list[Any]:
+        """Values that validation builds a TrainConfig with (ends of a range)."""
+        return list(self.values)
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """Trial scheduler: ``none`` (every trial runs its budget) or ASHA early stopping."""
+
+    type: Literal["none", "asha"] = "none"
+    grace_period: int = 1
+    """ASHA: evaluations a trial gets before it can be stopped."""
+    reduction_factor: float = 2.0
+    """ASHA: keep the top 1/reduction_factor at each rung."""
+
+
+@dataclass(frozen=True)
+class TrialResources:
+    """What one trial asks the cluster for. GPU fractions let several trials share a GPU;
+    on a cluster without GPUs the request is dropped (with a notice) and trials train on
+    CPU."""
+
+    cpu: float = 1.0
+    gpu: float = 0.0
+    data_cpu: float = 0.5
+    """CPUs of the second bundle of the trial's placement group, for its Ray Data
+    pre-learner actor (which asks for half a CPU)."""
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """How `recrl report` judges stability (SPEC §7)."""
+
+    divergence_drop: float = 0.2
+    """A run has diverged when its final metric is this fraction below its own best."""
+    q_blowup: float = 10.0
+    """... or when |Q| exceeds this multiple of the largest possible return r_max/(1-γ)."""
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A Tune study of SASRec variants (SPEC §7); see the module docstring."""
+
+    name: str
+    """Sweep name: folder ``runs/sweeps/<name>`` and the parent MLflow run's name."""
+    data: str
+    """Prepared dataset (``recrl prepare`` output): local path, ``s3://`` or ``gs://``."""
+    variants: tuple[str, ...]
+    """SASRec variants (SPEC §4); a grid dimension."""
+    description: str = ""
+    fixed: dict[str, Any] = field(default_factory=dict)
+    """Settings every trial shares (any `recrl train --set` key)."""
+    search: dict[str, SearchDimension] = field(default_factory=dict)
+    """Searched settings."""
+    seeds: tuple[int, ...] = (0,)
+    """Seeds; a grid dimension (the stability curves are mean ± std over them)."""
+    num_samples: int = 1
+    """Draws of the random dimensions per grid point."""
+    metric: str = "eval/ndcg_20_purchase"
+    """Validation metric that ranks trials and that the report plots."""
+    mode: Literal["max", "min"] = "max"
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    resources: TrialResources = field(default_factory=TrialResources)
+    max_concurrent_trials: int | None = None
+    """None: as many as the cluster's CPUs allow (`pipelines.tune.sweep.max_concurrent_trials`)."""
+    max_failures: int = 2
+    """Retries of a trial that crashed (not of one that diverged: that is a result)."""
+    experiment: str = "recrl-sweeps"
+    """MLflow experiment of the parent and child runs."""
+    report: ReportConfig = field(default_factory=ReportConfig)
+    source: str = ""
+    """File the study was read from (for messages)."""
+
+    def trial_settings(self, variant: str, seed: int, sampled: dict[str, Any]) -> TrainConfig:
+        """The `TrainConfig` of one trial."""
+        settings = {**self.fixed, **sampled, "seed": seed}
+        return TrainConfig.for_variant(variant, self.data, **settings)
+
+    def n_grid_points(self) -> int:
+        grid = [len(d.values) for d in self.search.values() if d.kind == "grid"]
+        size = len(self.variants) * len(self.seeds)
+        for n in grid:
+            size *= n
+        return size
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly view (MLflow params of the parent run, sweep.json)."""
+        out = dataclasses.asdict(self)
+        out["search"] = {k: {d.kind: list(d.values)} for k, d in self.search.items()}
+        return out
+
+
+def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """Read and check a study file. ``overrides`` (from ``--set``) replace top-level keys
+    (``data``, ``seeds``, ``name``...) or, for any other key, a fixed training setting."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise StudyError(f"{path}: no such study file (see tune_configs/)") from None
+    except yaml.YAMLError as exc:
+        raise StudyError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise StudyError(f"{path}: a study is a mapping of keys (name, data, variants, ...)")
+    top = {f.name for f in dataclasses.fields(StudyConfig)}
+    for key, value in (overrides or {}).items():
+        if key in top:
+            raw[key] = value
+        else:
+            raw.setdefault("fixed", {})[key] = value
+    return study_from_dict(raw, source=str(path))
+
+
+def study_from_dict(raw: dict[str, Any], source: str = "<study>") -> StudyConfig:
+    """`StudyConfig` from a parsed mapping; every error names ``source`` and the key."""
+    raw = dict(raw)
+    top = {f.name for f in dataclasses.fields(StudyConfig)} - {"source"}
+    unknown = set(raw) - top
+    if unknown:
+        raise StudyError(f"{source}: unknown key(s) {sorted(unknown)}; known: {sorted(top)}")
+    for key in ("name", "data", "variants"):
+        if key not in raw:
+            raise StudyError(f"{source}: '{key}' is required")
+    try:
+        study = StudyConfig(
+            name=str(raw["name"]),
+            data=str(raw["data"]),
+            variants=tuple(_as_list(raw["variants"])),
+            description=str(raw.get("description", "")),
+            fixed=dict(raw.get("fixed") or {}),
+            search={k: _dimension(k, v, source) for k, v in (raw.get("search") or {}).items()},
+            seeds=tuple(int(s) for s in _as_list(raw.get("seeds", [0]))),
+            num_samples=int(raw.get("num_samples", 1)),
+            metric=str(raw.get("metric", StudyConfig.metric)),
+            mode=raw.get("mode", "max"),
+            scheduler=SchedulerConfig(**(raw.get("scheduler") or {})),
+            resources=TrialResources(**(raw.get("resources") or {})),
+            max_concurrent_trials=raw.get("max_concurrent_trials"),
+            max_failures=int(raw.get("max_failures", 2)),
+            experiment=str(raw.get("experiment", StudyConfig.experiment)),
+            report=ReportConfig(**(raw.get("report") or {})),
+            source=source,
+        )
+    except TypeError as exc:  # an unknown field in a nested section
+        raise StudyError(f"{source}: {exc}") from exc
+    _check(study)
+    return study
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _dimension(key: str, spec: Any, source: str) -> SearchDimension:
+    if isinstance(spec, list):
+        spec = {"grid": spec}
+    if not isinstance(spec, dict) or len(spec) != 1:
+        raise StudyError(
+            f"{source}: search.{key} must be one of {{kind: values}} with kind in "
+            f"{SEARCH_KINDS}, e.g. {{grid: [1, 5, 10]}} or {{loguniform: [0.001, 1.0]}}"
+        )
+    kind, values = next(iter(spec.items()))
+    if kind not in SEARCH_KINDS:
+        raise StudyError(f"{source}: search.{key}: unknown kind {kind!r}; use {SEARCH_KINDS}")
+    values = _as_list(values)
+    if kind in ("uniform", "loguniform", "randint"):
+        if len(values) != 2 or not values[0] < values[1]:
+            raise StudyError(f"{source}: search.{key}: {kind} needs [low, high] with low < high")
+        if kind == "loguniform" and values[0] <= 0:
+            raise StudyError(f"{source}: search.{key}: loguniform needs low > 0")
+    elif not values:
+        raise StudyError(f"{source}: search.{key}: {kind} needs at least one value")
+    return SearchDimension(kind, tuple(values))
+
+
+def _check(study: StudyConfig) -> None:
+    source = study.source
+    if study.mode not in ("max", "min"):
+        raise StudyError(f"{source}: mode must be 'max' or 'min', got {study.mode!r}")
+    if study.scheduler.type not in ("none", "asha"):
+        raise StudyError(f"{source}: scheduler.type must be 'none' or 'asha'")
+    if not study.metric.startswith("eval/"):
+        raise StudyError(
+            f"{source}: metric {study.metric!r} must be a validation metric such as "
+            "eval/ndcg_20_purchase or eval/hr_20_click"
+        )
+    if study.resources.cpu <= 0 or study.resources.gpu < 0:
+        raise StudyError(f"{source}: resources need cpu > 0 and gpu >= 0")
+    reserved = {"seed", "data", "variant"} & (set(study.fixed) | set(study.search))
+    if reserved:
+        raise StudyError(
+            f"{source}: {sorted(reserved)} are set by the study's seeds/data/variants keys"
+        )
+    overlap = set(study.fixed) & set(study.search)
+    if overlap:
+        raise StudyError(f"{source}: {sorted(overlap)} are both fixed and searched")
+    # Build the TrainConfig of every listed value (ends of ranges): catches unknown or
+    # invalid settings and variants before a cluster is asked for anything.
+    names = list(study.search)
+    values = itertools.product(*(d.examples() for d in study.search.values()))
+    points = [dict(zip(names, v, strict=True)) for v in values]
+    for variant in study.variants:
+        for point in points:
+            try:
+                study.trial_settings(variant, study.seeds[0], point)
+            except (ValueError, TypeError) as exc:
+                raise StudyError(f"{source}: {exc}") from exc

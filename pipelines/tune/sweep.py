@@ -1,0 +1,251 @@
+"""`recrl tune`: run a study with Ray Tune, track it in MLflow, write its stability report.
+
+The sweep lives in ``<storage>/<study name>/``: Tune's experiment state, one folder per
+trial (its checkpoints, ``params.json``, ``result.json``), ``sweep.json`` (the resolved
+study and the parent MLflow run id) and, at the end, ``report.png`` / ``report.csv``.
+MLflow gets one parent run per sweep (the study as params, the report as artifacts) and
+one child run per trial with only the training metrics — not every Tune config key.
+An interrupted sweep is continued with ``resume=True`` (Tune restores the unfinished
+trials from their last checkpoints; the parent run is reopened).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pipelines.prepare.meta import read_meta
+from pipelines.tracking import NullTracker, Tracker, absolute_tracking_uri
+from pipelines.tune.report import (
+    GroupSummary,
+    format_table,
+    read_sweep,
+    summarize,
+    write_csv,
+    write_figure,
+)
+from pipelines.tune.study import StudyConfig, StudyError, study_from_dict
+from pipelines.tune.trainable import SweepContext, run_trial, trial_name
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STORAGE = Path("runs/sweeps")
+SWEEP_FILE = "sweep.json"
+
+
+class SweepExistsError(RuntimeError):
+    """The sweep folder exists and neither resume nor a new name was asked for."""
+
+
+@dataclass
+class SweepReport:
+    """What `write_report` produced."""
+
+    groups: list[GroupSummary]
+    table: str
+    figure: Path
+    csv: Path
+
+
+def run_sweep(
+    study: StudyConfig,
+    *,
+    storage: str | Path = DEFAULT_STORAGE,
+    resume: bool = False,
+    tracking: bool = True,
+) -> SweepReport:
+    """Run ``study`` (see the module docstring) and return its stability report."""
+    import ray
+    from ray import tune
+
+    from pipelines.ray_runtime import ensure_ray
+
+    storage = Path(storage).resolve()
+    # Trials run in their own working directories (and maybe on other nodes): a local
+    # dataset path must be absolute. Read its meta.json now so a wrong path fails here.
+    study = replace(study, data=dataset_uri(study.data))
+    try:
+        read_meta(study.data)
+    except (FileNotFoundError, OSError) as exc:
+        raise StudyError(
+            f"{study.source}: data {study.data} is not a prepared dataset ({exc}); run "
+            "`recrl prepare` first or point --set data=... at one"
+        ) from exc
+    sweep_dir = storage / study.name
+    state_file = sweep_dir / SWEEP_FILE
+    if resume and not state_file.is_file():
+        raise SweepExistsError(f"{sweep_dir}: nothing to resume (no {SWEEP_FILE})")
+    if not resume and sweep_dir.exists():
+        raise SweepExistsError(
+            f"{sweep_dir} exists: continue it with --resume, or give the sweep another name "
+            f"(--set name=...)"
+        )
+    ensure_ray()
+    cluster = ray.cluster_resources()
+    gpus = study.resources.gpu
+    if gpus and not cluster.get("GPU"):
+        logger.warning(
+            "the cluster has no GPUs: the study's request of %s GPU per trial is dropped and "
+            "trials train on CPU",
+            gpus,
+        )
+        gpus = 0.0
+    concurrency = max_concurrent_trials(study, cluster.get("CPU", 0.0))
+
+    uri = absolute_tracking_uri() if tracking else None
+    tracker = Tracker(experiment=study.experiment, uri=uri) if tracking else NullTracker()
+    if resume:
+        saved = json.loads(state_file.read_text())
+        parent = tracker.resume(saved["parent_run_id"]) if saved.get("parent_run_id") else None
+    else:
+        parent = tracker.start(
+            study.name,
+            params={"study": study.to_dict(), "trials.grid_points": study.n_grid_points()},
+            tags={"recrl.kind": "sweep", "dataset": Path(study.data).name},
+        )
+        sweep_dir.mkdir(parents=True)
+        state_file.write_text(
+            json.dumps({"study": study.to_dict(), "parent_run_id": parent or None}, indent=2)
+        )
+    context = SweepContext(study, parent or None, uri, gpus)
+    # Two bundles per trial: the trial with its local learner, and its pre-learner actor
+    # (Tune's placement group captures the trial's child actors; without the second bundle
+    # the reader would wait forever for the CPU the trial holds).
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, context=context),
+        tune.PlacementGroupFactory(
+            [{"CPU": study.resources.cpu, "GPU": gpus}, {"CPU": study.resources.data_cpu}]
+        ),
+    )
+    with tracker:
+        if resume:
+            tuner = tune.Tuner.restore(str(sweep_dir), trainable=trainable, resume_errored=True)
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                param_space=param_space(study),
+                tune_config=tune.TuneConfig(
+                    metric=study.metric,
+                    mode=study.mode,
+                    num_samples=study.num_samples,
+                    scheduler=_scheduler(study),
+                    max_concurrent_trials=concurrency,
+                    trial_name_creator=lambda trial: trial_name(trial.config, study),
+                    trial_dirname_creator=lambda trial: (
+                        f"{trial_name(trial.config, study)}-{trial.trial_id}"
+                    ),
+                ),
+                run_config=tune.RunConfig(
+                    name=study.name,
+                    storage_path=str(storage),
+                    failure_config=tune.FailureConfig(max_failures=study.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    verbose=1,
+                ),
+            )
+        logger.info("sweep %s: %d grid points, up to %d trials at once", study.name,
+                    study.n_grid_points() * study.num_samples, concurrency)  # fmt: skip
+        grid = tuner.fit()
+        errors = [r for r in grid if r.error is not None]
+        report = write_report(sweep_dir, study, tracker)
+        tracker.log_metrics({"sweep/trials": len(grid), "sweep/errored_trials": len(errors)}, 0)
+    if errors:
+        logger.error("%d trial(s) failed after retries; first error: %s", len(errors),
+                     errors[0].error)  # fmt: skip
+    return report
+
+
+READ_CPUS = 1.0
+"""CPUs kept outside every trial's placement group: Ray Data schedules its file sampling
+and read tasks with the SPREAD strategy, outside the group (measured: with every CPU in
+trial groups, the first read waits forever)."""
+
+
+def max_concurrent_trials(study: StudyConfig, cluster_cpus: float) -> int:
+    """Trials that may run at once: each holds ``cpu + data_cpu`` in its placement group and
+    `READ_CPUS` stay free for the reads. Raises `StudyError` when not even one fits."""
+    per_trial = study.resources.cpu + study.resources.data_cpu
+    fits = math.floor((cluster_cpus - READ_CPUS) / per_trial + 1e-9)
+    if fits < 1:
+        raise StudyError(
+            f"{study.source}: the cluster has {cluster_cpus:g} CPUs; a trial needs "
+            f"resources.cpu + resources.data_cpu = {per_trial:g} plus {READ_CPUS:g} left free "
+            "for Ray Data reads. Lower resources.cpu (fractions are fine, e.g. --set "
+            "'resources={cpu: 0.5, data_cpu: 0.5}') or add CPUs."
+        )
+    return min(fits, study.max_concurrent_trials or fits)
+
+
+def param_space(study: StudyConfig) -> dict[str, Any]:
+    from ray import tune
+
+    space: dict[str, Any] = {
+        "variant": tune.grid_search(list(study.variants)),
+        "seed": tune.grid_search(list(study.seeds)),
+    }
+    space.update({name: dim.tune_domain() for name, dim in study.search.items()})
+    return space
+
+
+def _scheduler(study: StudyConfig):
+    if study.scheduler.type == "none":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    total = int(study.fixed.get("total_steps", 4000))
+    interval = int(study.fixed.get("eval_interval", 1000))
+    return ASHAScheduler(
+        time_attr="training_iteration",  # one report per evaluation
+        max_t=max(1, math.ceil(total / interval)),
+        grace_period=study.scheduler.grace_period,
+        reduction_factor=study.scheduler.reduction_factor,
+    )
+
+
+def load_sweep_study(sweep_dir: str | Path) -> tuple[StudyConfig, str | None]:
+    """The study a sweep folder was run with and its parent MLflow run id."""
+    state_file = Path(sweep_dir) / SWEEP_FILE
+    if not state_file.is_file():
+        raise FileNotFoundError(f"{sweep_dir}: no {SWEEP_FILE}; is it a recrl tune folder?")
+    saved = json.loads(state_file.read_text())
+    return study_from_dict(saved["study"] | {}, source=str(state_file)), saved.get("parent_run_id")
+
+
+def write_report(
+    sweep_dir: Path, study: StudyConfig, tracker: Tracker | None = None
+) -> SweepReport:
+    """Read the trials under ``sweep_dir``, write ``report.png`` / ``report.csv``, log them
+    to ``tracker``'s run (the parent) and return the report."""
+    r_max = _largest_reward(study.data)
+    runs = read_sweep(sweep_dir, study, r_max)
+    groups = summarize(runs, study.report, study.mode)
+    figure = write_figure(groups, Path(sweep_dir) / "report.png", study.metric,
+                          title=f"{study.name}: {study.description}"[:100])  # fmt: skip
+    table_path = write_csv(groups, Path(sweep_dir) / "report.csv", study.mode)
+    table = format_table(groups, study.metric, study.mode)
+    if tracker is not None:
+        tracker.log_artifact(str(figure), artifact_path="report")
+        tracker.log_artifact(str(table_path), artifact_path="report")
+        tracker.log_text(table, "report/report.txt")
+        diverged = sum(len(g.diverged) for g in groups)
+        tracker.log_metrics({"sweep/diverged_runs": diverged}, step=0)
+    return SweepReport(groups, table, figure, table_path)
+
+
+def dataset_uri(data: str) -> str:
+    """``data`` as every process of a cluster can open it: URIs (``s3://``, ``gs://``,
+    ``file://``) as they are, local paths made absolute."""
+    return data if "://" in data else str(Path(data).resolve())
+
+
+def _largest_reward(data: str) -> float:
+    try:
+        rewards = read_meta(data).get("rewards", {})
+        return max(float(v) for v in rewards.values()) if rewards else 1.0
+    except (OSError, ValueError):
+        logger.warning("cannot read meta.json of %s: the Q bound assumes r_max = 1", data)
+        return 1.0

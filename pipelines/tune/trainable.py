@@ -1,0 +1,111 @@
+"""One Tune trial: `recrl train` of one variant/setting/seed, reporting each evaluation.
+
+The trial is a function trainable around `pipelines.train.trainer.train`: each validation
+evaluation is reported to Tune (``eval/…``, Q statistics, ``updates``) with the checkpoint
+taken right after it, and the trial's MLflow run is a child of the sweep's parent run.
+A retried trial (Tune's ``FailureConfig``) resumes from its last reported checkpoint, in
+the same MLflow run. A trial whose losses or Q values go non-finite is a *result* of the
+study (the stability experiment looks for exactly that), not a crash: it reports its last
+good evaluation with ``diverged = 1`` and ends normally, so Tune does not retry it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pipelines.tune.study import StudyConfig
+
+logger = logging.getLogger(__name__)
+
+REPORTED_LEARNER_METRICS = ("q/mean", "q/max", "q/td_error", "q/cql_gap", "loss/total")
+"""Learner metrics reported with each evaluation (the report's Q blow-up check reads q/…)."""
+DIVERGED = "diverged"
+"""Reported 1.0 by a trial that stopped on non-finite values, 0.0 otherwise."""
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    """What every trial of a sweep shares besides its sampled settings."""
+
+    study: StudyConfig
+    parent_run_id: str | None
+    """MLflow run of the sweep; trials log child runs under it."""
+    tracking_uri: str | None
+    """Absolute tracking URI (trials run in their own working directories); None: off."""
+    gpus_per_trial: float
+    """GPU fraction each trial's learner uses (0 on a CPU-only cluster)."""
+
+
+def trial_name(config: dict[str, Any], study: StudyConfig) -> str:
+    """``sasrec_ccql-n_neg=10-s0``: variant, searched values, seed."""
+    parts = [str(config["variant"])]
+    for key in study.search:
+        value = config.get(key)
+        parts.append(f"{key}={_short(value)}")
+    parts.append(f"s{config['seed']}")
+    return "-".join(parts)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def run_trial(params: dict[str, Any], *, context: SweepContext) -> None:
+    """Tune function trainable (see the module docstring)."""
+    from ray import tune
+
+    from pipelines.train.trainer import TrainingDiverged, train
+
+    params = dict(params)
+    variant, seed = params.pop("variant"), int(params.pop("seed"))
+    study = context.study
+    config = study.trial_settings(variant, seed, params)
+    config = replace(
+        config,
+        num_gpus_per_learner=context.gpus_per_trial,
+        experiment=study.experiment,
+        tracking=context.tracking_uri is not None,
+    )
+    if context.tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = context.tracking_uri
+    trial_dir = Path(tune.get_context().get_trial_dir())
+    resume_from = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        resume_from = checkpoint.to_directory(str(trial_dir / "restored"))
+        logger.info("trial resumes from %s", resume_from)
+
+    last: dict[str, float] = {}
+
+    def report(point) -> None:
+        metrics = {"updates": point.updates, DIVERGED: 0.0}
+        metrics.update({f"eval/{k}": float(v) for k, v in point.scores.items()})
+        metrics.update(
+            {k: point.learner[k] for k in REPORTED_LEARNER_METRICS if k in point.learner}
+        )
+        last.clear()
+        last.update(metrics)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(point.checkpoint)))
+
+    try:
+        train(
+            config,
+            run_dir=trial_dir / "train",
+            run_name=tune.get_context().get_trial_name(),
+            parent_run_id=context.parent_run_id,
+            resume_from=resume_from,
+            on_eval=report,
+        )
+    except TrainingDiverged as exc:
+        logger.warning("trial diverged: %s", exc)
+        # The last good evaluation stands as the trial's result; a run that diverged before
+        # its first evaluation reports the worst value of every eval metric.
+        final = dict(last) or {study.metric: 0.0 if study.mode == "max" else math.inf}
+        final[DIVERGED] = 1.0
+        final["diverged_at"] = exc.updates
+        tune.report(final)
