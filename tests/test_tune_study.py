@@ -1,0 +1,127 @@
+"""Study files (pipelines/tune/study.py), trial concurrency, and the stability report's
+judgement on synthetic curves (pipelines/tune/report.py)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.tune.report import RunCurve, format_table, judge, summarize
+from pipelines.tune.study import ReportConfig, StudyError, load_study, study_from_dict
+from pipelines.tune.sweep import max_concurrent_trials
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = {"name": "s", "data": "d", "variants": ["snqn"], "search": {"n_neg": {"grid": [1, 5]}}}
+
+
+@pytest.mark.parametrize(
+    "name", ["negatives", "cql_alpha_temperature", "contrastive_temperature", "discount",
+             "smoke_cpu"],
+)  # fmt: skip
+def test_shipped_studies_load_and_count_their_grid(name):
+    study = load_study(REPO / "tune_configs" / f"{name}.yaml")
+    assert study.metric.startswith("eval/")
+    grid = 1
+    for dimension in study.search.values():
+        grid *= len(dimension.values) if dimension.kind == "grid" else 1
+    assert study.n_grid_points() == grid * len(study.variants) * len(study.seeds)
+
+
+def test_negatives_study_is_the_papers_stability_experiment():
+    study = load_study(REPO / "tune_configs" / "negatives.yaml")
+    assert study.search["n_neg"].values == (1, 5, 10, 20, 50)
+    assert set(study.variants) == {"snqn", "sa2c", "sasrec_ccql"}
+    assert study.n_grid_points() == 3 * 5 * 3
+
+
+def test_overrides_replace_top_level_keys_or_fixed_settings(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\ndata: d\nvariants: [sasrec]\nfixed: {total_steps: 100}\n")
+    study = load_study(path, {"data": "other", "seeds": "0,1,2", "total_steps": 50, "lr": 1e-3})
+    assert study.data == "other" and study.seeds == (0, 1, 2)
+    assert study.fixed == {"total_steps": 50, "lr": 1e-3}
+    config = study.trial_settings("sasrec", 2, {})
+    assert (config.total_steps, config.lr, config.seed) == (50, 1e-3, 2)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"variants": ["nope"]}, "unknown variant 'nope'"),
+        ({"fixed": {"n_negs": 3}}, "unknown setting(s) ['n_negs']"),
+        ({"search": {"n_neg": {"logspace": [1, 2]}}}, "unknown kind 'logspace'"),
+        ({"search": {"lr": {"loguniform": [0, 1]}}}, "loguniform needs low > 0"),
+        ({"search": {"lr": {"uniform": [1, 0.1]}}}, "low < high"),
+        ({"metric": "loss/total"}, "must be a validation metric"),
+        ({"fixed": {"seed": 3}}, "set by the study's seeds"),
+        ({"fixed": {"n_neg": 3}}, "both fixed and searched"),
+        ({"colour": "red"}, "unknown key(s) ['colour']"),
+        ({"search": {"cql_actions": {"grid": ["negatives"]}}, "variants": ["sasrec_ac"],
+          "fixed": {"cql_alpha": 0.1}}, "needs n_neg > 0"),
+    ],
+)  # fmt: skip
+def test_invalid_studies_fail_naming_the_file_and_the_problem(change, message):
+    with pytest.raises(StudyError) as error:
+        study_from_dict({**BASE, **change}, source="tune_configs/x.yaml")
+    assert "tune_configs/x.yaml" in str(error.value)
+    assert message in str(error.value)
+
+
+def test_concurrency_keeps_cpus_for_the_reads():
+    study = study_from_dict({**BASE, "resources": {"cpu": 1, "data_cpu": 0.5}})
+    assert max_concurrent_trials(study, 4.0) == 2  # (4 - 1 free for reads) / 1.5
+    assert max_concurrent_trials(study, 16.0) == 10
+    capped = study_from_dict({**BASE, "max_concurrent_trials": 3})
+    assert max_concurrent_trials(capped, 16.0) == 3
+    with pytest.raises(StudyError, match=r"Lower resources\.cpu"):
+        max_concurrent_trials(study, 2.0)
+
+
+# --- the report on synthetic curves --------------------------------------------------------
+
+
+def curve(name, values, seed=0, setting=None, q=0.5, q_limit=20.0, non_finite=False):
+    steps = np.arange(1, len(values) + 1) * 100
+    return RunCurve(name, "snqn", setting or {"n_neg": 10}, seed, steps,
+                    np.asarray(values, dtype=float), q, non_finite, q_limit)  # fmt: skip
+
+
+def test_a_collapsing_run_is_flagged_and_a_stable_one_is_not():
+    config = ReportConfig(divergence_drop=0.2, q_blowup=10.0)
+    stable = curve("stable", [0.10, 0.20, 0.30, 0.29, 0.28])  # 7 % under its best
+    collapsing = curve("collapsing", [0.10, 0.30, 0.25, 0.15, 0.10])  # 67 % under its best
+    assert judge(stable, config) is None
+    assert "67%" in judge(collapsing, config)
+    assert judge(curve("q", [0.1, 0.2], q=25.0), config).startswith("|Q| reached 25")
+    assert judge(curve("nan", [0.1, 0.2], non_finite=True), config) == "non-finite loss or Q"
+    # For a metric to minimise, rising is falling.
+    assert judge(curve("min", [0.5, 0.3, 0.45]), config, mode="min") is not None
+
+
+def test_groups_average_over_seeds_on_the_common_steps():
+    runs = [
+        curve("a-s0", [0.1, 0.3, 0.5], seed=0),
+        curve("a-s1", [0.3, 0.5], seed=1),  # stopped early: the group uses steps 100, 200
+        curve("b-s0", [0.2, 0.2, 0.2], setting={"n_neg": 50}),
+    ]
+    groups = summarize(runs, ReportConfig())
+    assert [g.setting for g in groups] == ["n_neg=10", "n_neg=50"]
+    a = groups[0]
+    assert a.steps.tolist() == [100, 200]
+    np.testing.assert_allclose(a.mean, [0.2, 0.4])
+    np.testing.assert_allclose(a.std, [0.1, 0.1])
+    assert a.best("max") == (pytest.approx(0.4), 200)
+    final_mean, final_std = a.final()  # each run's own last value: 0.5 and 0.5
+    assert (final_mean, final_std) == (pytest.approx(0.5), pytest.approx(0.0))
+    table = format_table(groups, "eval/ndcg_20_purchase")
+    assert "n_neg=50" in table and "0/2" in table
+
+
+def test_a_group_without_evaluations_reports_nan_not_a_crash():
+    groups = summarize([curve("empty", [])], ReportConfig())
+    best, at = groups[0].best("max")
+    assert math.isnan(best) and at == 0
+    assert all(math.isnan(x) for x in groups[0].final())
