@@ -125,3 +125,8 @@ def test_a_group_without_evaluations_reports_nan_not_a_crash():
     best, at = groups[0].best("max")
     assert math.isnan(best) and at == 0
     assert all(math.isnan(x) for x in groups[0].final())
+
+
+def test_a_bandit_study_is_refused_with_the_command_that_runs_it():
+    with pytest.raises(StudyError, match="recrl bandit"):
+        load_study(REPO / "tune_configs" / "bandit_ucb_beta.yaml")

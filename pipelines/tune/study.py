@@ -162,6 +162,12 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
 def study_from_dict(raw: dict[str, Any], source: str = "<study>") -> StudyConfig:
     """`StudyConfig` from a parsed mapping; every error names ``source`` and the key."""
     raw = dict(raw)
+    trainable = raw.pop("trainable", "sasrec")
+    if trainable != "sasrec":
+        raise StudyError(
+            f"{source}: trainable {trainable!r} is not run by `recrl tune` yet (it runs SASRec "
+            "studies); run one point of the study with `recrl bandit ... --set KEY=VALUE`"
+        )
     top = {f.name for f in dataclasses.fields(StudyConfig)} - {"source"}
     unknown = set(raw) - top
     if unknown:
