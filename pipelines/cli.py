@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pipelines.commands import bandit as bandit_command
 from pipelines.commands import slate as slate_command
+from pipelines.commands import submit as submit_command
 from pipelines.commands import tune as tune_command
 from pipelines.commands import usermodel as usermodel_command
 from pipelines.prepare.config import SOURCES, PrepareConfig
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     usermodel_command.register(commands)
     slate_command.register(commands)
     bandit_command.register(commands)
+    submit_command.register(commands)
     return parser
 
 
