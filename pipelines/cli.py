@@ -14,6 +14,7 @@ from pathlib import Path
 from pipelines.commands import bandit as bandit_command
 from pipelines.commands import slate as slate_command
 from pipelines.commands import submit as submit_command
+from pipelines.commands import train as train_command
 from pipelines.commands import tune as tune_command
 from pipelines.commands import usermodel as usermodel_command
 from pipelines.prepare.config import SOURCES, PrepareConfig
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(commands)
     _add_prepare(commands)
     _add_stats(commands)
-    _add_train(commands)
+    train_command.register(commands)
     _add_demo(commands)
     tune_command.register(commands)
     usermodel_command.register(commands)
@@ -203,55 +204,6 @@ def _add_stats(commands) -> None:
     p.set_defaults(handler=_run_stats)
 
 
-_TRAIN_EPILOG = """\
-variants (SPEC §4; one code path, a preset of loss weights each):
-  sasrec       cross-entropy only           sasrec_ac    + double-Q TD, SAC phase 2
-  snqn         + sampled negative actions   sa2c         + advantage-weighted CE
-  sasrec_co    AC + contrastive views       sasrec_ccql  CE+TD+negatives+CQL+contrastive
-
-settings: --set KEY=VALUE (repeatable) or --config FILE.yaml (a mapping of the same keys);
---set wins. Keys are TrainConfig fields (lr, batch_size, total_steps, eval_interval, ...),
-encoder fields (hidden_size, num_blocks, num_heads, dropout) and objective fields (gamma,
-td_weight, n_neg, cql_alpha, cql_temperature, cql_actions, co_weight, co_temperature,
-warmup_steps, double_q, tau, ...).
-
-examples:
-  recrl train --variant sasrec_ccql --data data/rc15 --set n_neg=20 --set cql_alpha=0.05
-  recrl train --variant sa2c --data data/rc15 --num-learners 2 --gpus-per-learner 0.5
-  mlflow ui --backend-store-uri sqlite:///mlruns.db     # then open http://127.0.0.1:5000
-"""
-
-
-def _add_train(commands) -> None:
-    p = commands.add_parser(
-        "train",
-        help="train a SASRec variant offline on RLlib, evaluate it, track it in MLflow",
-        description="Train one SASRec variant on prepared transitions with RLlib, evaluate "
-        "it on val every --eval-interval updates and on test at the end (HR/NDCG@5,10,20 "
-        "for clicks and purchases), and log everything to MLflow.",
-        epilog=_TRAIN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--variant", default="sasrec_ccql", help="named preset (sasrec_ccql)")
-    p.add_argument("--data", required=True, help="prepared dataset folder (recrl prepare)")
-    p.add_argument("--config", type=Path, help="YAML file of settings")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one setting (repeatable)",
-    )
-    p.add_argument("--steps", type=int, help="total gradient updates (TrainConfig default 4000)")
-    p.add_argument("--eval-interval", type=int, help="updates between val evaluations")
-    p.add_argument("--num-learners", type=int, help="RLlib learner actors (0: in-process)")
-    p.add_argument("--gpus-per-learner", type=float, help="GPU fraction per learner")
-    p.add_argument("--run-dir", type=Path, help="folder for checkpoint and figure")
-    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
-    p.set_defaults(handler=_run_train)
-
-
 def _add_demo(commands) -> None:
     p = commands.add_parser(
         "demo",
@@ -278,50 +230,6 @@ def _add_demo(commands) -> None:
 
 
 # --- handlers -----------------------------------------------------------------------
-
-
-def parse_overrides(pairs: list[str]) -> dict:
-    """``["n_neg=20", "lr=1e-3"]`` -> ``{"n_neg": 20, "lr": 0.001}`` (values read as YAML)."""
-    import yaml
-
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
-def _train_config(args):
-    import yaml
-
-    from pipelines.train.config import TrainConfig
-
-    settings: dict = {}
-    if args.config:
-        settings.update(yaml.safe_load(args.config.read_text()) or {})
-    settings.update(parse_overrides(args.overrides))
-    flags = {
-        "total_steps": args.steps,
-        "eval_interval": args.eval_interval,
-        "num_learners": args.num_learners,
-        "num_gpus_per_learner": args.gpus_per_learner,
-    }
-    settings.update({k: v for k, v in flags.items() if v is not None})
-    if args.no_mlflow:
-        settings["tracking"] = False
-    variant = settings.pop("variant", args.variant)
-    return TrainConfig.for_variant(variant, args.data, **settings)
-
-
-def _run_train(args) -> int:
-    from pipelines.train.trainer import train
-
-    config = _train_config(args)
-    result = train(config, run_dir=args.run_dir)
-    print(format_train_result(config, result))
-    return 0
 
 
 def _run_generate(args) -> int:

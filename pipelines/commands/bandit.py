@@ -97,7 +97,7 @@ def register(commands) -> None:
 def run(args) -> int:
     from pipelines.bandit.config import BanditRunConfig
     from pipelines.bandit.loop import run_bandit
-    from pipelines.cli import parse_overrides
+    from pipelines.commands.overrides import parse_overrides
     from pipelines.tracking import NullTracker, Tracker, dashboard_command
 
     try:

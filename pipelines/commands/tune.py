@@ -76,7 +76,7 @@ def register(commands) -> None:
 
 
 def run(args) -> int:
-    from pipelines.cli import parse_overrides
+    from pipelines.commands.overrides import parse_overrides
     from pipelines.tune.study import StudyError, load_study
     from pipelines.tune.sweep import DEFAULT_STORAGE, SweepExistsError, run_sweep
 
