@@ -4,6 +4,7 @@ judgement on synthetic curves (pipelines/tune/report.py)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +131,9 @@ def test_a_group_without_evaluations_reports_nan_not_a_crash():
 def test_a_bandit_study_is_refused_with_the_command_that_runs_it():
     with pytest.raises(StudyError, match="recrl bandit"):
         load_study(REPO / "tune_configs" / "bandit_ucb_beta.yaml")
+
+
+def test_a_study_survives_its_round_trip_through_sweep_json():
+    study = load_study(REPO / "tune_configs" / "cql_alpha_temperature.yaml")
+    again = study_from_dict(study.to_dict(), source="sweep.json")
+    assert replace(again, source=study.source) == study

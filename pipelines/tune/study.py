@@ -134,6 +134,7 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly view (MLflow params of the parent run, sweep.json)."""
         out = dataclasses.asdict(self)
+        del out["source"]  # where it was read from, not part of the study
         out["search"] = {k: {d.kind: list(d.values)} for k, d in self.search.items()}
         return out
 

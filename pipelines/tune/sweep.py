@@ -212,7 +212,8 @@ def load_sweep_study(sweep_dir: str | Path) -> tuple[StudyConfig, str | None]:
     if not state_file.is_file():
         raise FileNotFoundError(f"{sweep_dir}: no {SWEEP_FILE}; is it a recrl tune folder?")
     saved = json.loads(state_file.read_text())
-    return study_from_dict(saved["study"] | {}, source=str(state_file)), saved.get("parent_run_id")
+    study = {k: v for k, v in saved["study"].items() if k != "source"}  # older sweep.json
+    return study_from_dict(study, source=str(state_file)), saved.get("parent_run_id")
 
 
 def write_report(
