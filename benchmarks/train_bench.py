@@ -99,12 +99,26 @@ def rllib_updates_per_s(config: TrainConfig, meta: dict, steps: int) -> float:
         algo.stop()
 
 
-def quality(data: str, variants: list[str], seeds: list[int], steps: int) -> list[dict]:
+def quality(
+    data: str, variants: list[str], seeds: list[int], steps: int, rows_file: Path
+) -> list[dict]:
+    """Train each variant × seed for `steps` updates; rows are appended to `rows_file` as they
+    finish, and a (variant, seed, steps) already there is not trained again, so a long run
+    can be split across processes or resumed after an interruption."""
     from pipelines.train.trainer import train
 
+    done = []
+    if rows_file.exists():
+        done = [json.loads(line) for line in rows_file.read_text().splitlines() if line]
     rows = []
     for variant in variants:
         for seed in seeds:
+            key = (variant, seed, steps)
+            previous = [r for r in done if (r["variant"], r["seed"], r["steps"]) == key]
+            if previous:
+                rows.append(previous[-1])
+                logger.info("%s seed %d: already in %s", variant, seed, rows_file)
+                continue
             config = TrainConfig.for_variant(
                 variant, data, seed=seed, total_steps=steps, eval_interval=max(steps // 6, 1),
                 warmup_steps=min(15_000, steps // 2),
@@ -113,7 +127,7 @@ def quality(data: str, variants: list[str], seeds: list[int], steps: int) -> lis
             best = max(result.val_history, key=lambda r: r["ndcg_20_purchase"])
             final = result.val_history[-1]
             rows.append({
-                "variant": variant, "seed": seed, "updates": result.updates,
+                "variant": variant, "seed": seed, "steps": steps, "updates": result.updates,
                 "val_hr_20_purchase": final["hr_20_purchase"],
                 "val_ndcg_20_purchase": final["ndcg_20_purchase"],
                 "best_val_ndcg_20_purchase": best["ndcg_20_purchase"],
@@ -121,46 +135,77 @@ def quality(data: str, variants: list[str], seeds: list[int], steps: int) -> lis
                 "test_ndcg_20_purchase": result.test_metrics["ndcg_20_purchase"],
                 "eval_share": round(result.eval_share, 3), "run_id": result.run_id,
             })  # fmt: skip
+            with rows_file.open("a") as handle:
+                handle.write(json.dumps(rows[-1]) + "\n")
             logger.info("%s", rows[-1])
     return rows
+
+
+def summarize_quality(rows: list[dict]) -> dict[str, dict]:
+    """Mean and (population) std over seeds of each variant's final val metrics."""
+    summary: dict[str, dict] = {}
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        mine = [r for r in rows if r["variant"] == variant]
+        summary[variant] = {"seeds": len(mine)}
+        for name in ("val_hr_20_purchase", "val_ndcg_20_purchase", "test_ndcg_20_purchase"):
+            values = [r[name] for r in mine]
+            summary[variant][name] = (statistics.fmean(values), statistics.pstdev(values))
+    return summary
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="prepared dataset (recrl prepare output)")
     parser.add_argument("--variant", default="sasrec_ccql", help="variant for (a)")
-    parser.add_argument("--throughput-steps", type=int, default=200)
+    parser.add_argument("--throughput-steps", type=int, default=200, help="0 skips (a)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--quality-steps", type=int, default=0, help="0 skips (b)")
     parser.add_argument("--variants", nargs="*", default=["sasrec", "sasrec_ac", "sa2c",
                                                           "sasrec_ccql"])  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     meta = read_meta(args.data)
     config = TrainConfig.for_variant(args.variant, args.data, tracking=False)
     report: dict = {"variant": args.variant, "n_items": meta["n_items"]}
     plain, rllib = [], []
-    for _ in range(args.repeats):  # interleaved, so machine noise hits both sides alike
+    # interleaved, so machine noise hits both sides alike
+    for _ in range(args.repeats if args.throughput_steps else 0):
         plain.append(plain_torch_updates_per_s(config, meta, args.throughput_steps))
         rllib.append(rllib_updates_per_s(config, meta, args.throughput_steps))
     report["plain_updates_per_s"] = [round(x, 2) for x in plain]
     report["rllib_updates_per_s"] = [round(x, 2) for x in rllib]
-    report["rllib_over_plain"] = round(statistics.median(rllib) / statistics.median(plain), 3)
-    print(
-        f"(a) {args.variant}: plain torch {statistics.median(plain):.2f} upd/s, RLlib "
-        f"{statistics.median(rllib):.2f} upd/s -> ratio {report['rllib_over_plain']}"
-    )
+    if plain:
+        ratio = statistics.median(rllib) / statistics.median(plain)
+        report["rllib_over_plain"] = round(ratio, 3)
+        print(
+            f"(a) {args.variant}: plain torch {statistics.median(plain):.2f} upd/s, RLlib "
+            f"{statistics.median(rllib):.2f} upd/s -> ratio {report['rllib_over_plain']}"
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
     if args.quality_steps:
-        report["quality"] = quality(args.data, args.variants, args.seeds, args.quality_steps)
+        rows_file = args.out / "train_quality.jsonl"
+        report["quality"] = quality(
+            args.data, args.variants, args.seeds, args.quality_steps, rows_file
+        )
         for row in report["quality"]:
             print(
                 f"(b) {row['variant']:<12} seed {row['seed']}: val HR@20 purchase "
                 f"{row['val_hr_20_purchase']:.4f}, NDCG@20 {row['val_ndcg_20_purchase']:.4f}"
             )
-    args.out.mkdir(parents=True, exist_ok=True)
+        report["quality_summary"] = summarize_quality(report["quality"])
+        for variant, stats in report["quality_summary"].items():
+            print(
+                f"(b) {variant:<12} mean over {stats['seeds']} seeds: val HR@20 purchase "
+                f"{stats['val_hr_20_purchase'][0]:.4f} ± {stats['val_hr_20_purchase'][1]:.4f}, "
+                f"NDCG@20 {stats['val_ndcg_20_purchase'][0]:.4f} ± "
+                f"{stats['val_ndcg_20_purchase'][1]:.4f}"
+            )
     (args.out / "train.json").write_text(json.dumps(report, indent=2))
     return 0
 

@@ -1,5 +1,5 @@
-"""``recrl tune`` and ``recrl report``: Ray Tune sweeps of SASRec variants and their
-stability report (SPEC §7)."""
+"""``recrl tune`` and ``recrl report``: Ray Tune sweeps of SASRec variants (or bandit
+runs) and their stability report (SPEC §7)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from pathlib import Path
 _TUNE_EPILOG = """\
 a study file (tune_configs/*.yaml) names:
   name, data, variants        what is trained, on which prepared dataset
-  fixed                       settings of every trial (any `recrl train --set` key)
+  trainable                   sasrec (default: `recrl train` trials) or bandit (`recrl
+                              bandit` trials: no variants; policy/env are settings)
+  fixed                       settings of every trial (any `recrl train --set` key, or
+                              `recrl bandit --set` key for a bandit study)
   search                      KEY: {grid|choice: [..]} or {uniform|loguniform|randint: [lo, hi]}
   seeds                       a grid dimension; the report averages over it
   metric, mode                e.g. eval/ndcg_20_purchase, max
@@ -27,6 +30,7 @@ examples:
   recrl tune tune_configs/smoke_cpu.yaml --set data=runs/demo/prepared
   recrl tune tune_configs/negatives.yaml --set data=data/rc15 --set total_steps=2000
   recrl tune tune_configs/negatives.yaml --resume        # continue an interrupted sweep
+  recrl tune tune_configs/bandit_ren_lambda.yaml --set rounds=500   # REN's λ_d on SYN-*
   RAY_ADDRESS=http://head:8265 ray job submit --working-dir . -- recrl tune ...
 """
 
@@ -46,9 +50,10 @@ def register(commands) -> None:
     p = commands.add_parser(
         "tune",
         help="run a hyperparameter sweep (Ray Tune) from a tune_configs/ study",
-        description="Sweep SASRec variants with Ray Tune as a study file describes, track "
-        "each trial as a child MLflow run of the sweep's run, and write the stability "
-        "report (metric against updates, mean ± std over seeds) at the end.",
+        description="Sweep SASRec variants (or bandit runs) with Ray Tune as a study file "
+        "describes, track each trial as a child MLflow run of the sweep's run, and write the "
+        "stability report (metric against updates or rounds, mean ± std over seeds) at the "
+        "end.",
         epilog=_TUNE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

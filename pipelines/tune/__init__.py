@@ -1,1 +1,2 @@
-"""Ray Tune sweeps of SASRec variants: study files, trials, sweep driver, report."""
+"""Ray Tune sweeps of SASRec variants and bandit runs: study files, trials, sweep driver,
+report."""

@@ -1,12 +1,13 @@
 """Stability report of a sweep (SPEC §7; the SASRec-CCQL paper's Figures 3-4).
 
-For each variant and setting, the validation metric against training updates as mean ± std
-over seeds, the best and final values, and a divergence flag per run: a run has diverged
-when it stopped on non-finite values, when its final metric fell more than
-``divergence_drop`` (a fraction) below its own best, or when |Q| exceeded ``q_blowup`` times
-the largest possible return r_max / (1 − γ). Written as ``report.png`` + ``report.csv`` and
-printed as a table. Reads only the sweep folder (Tune's ``params.json`` and ``result.json``
-of each trial), so it runs anywhere the folder is, without Ray.
+For each variant and setting, the validation metric against training updates (bandit
+studies: the reward metric against rounds, REN Fig. 1) as mean ± std over seeds, the best
+and final values, and a divergence flag per run: a run has diverged when it stopped on
+non-finite values, when its final metric fell more than ``divergence_drop`` (a fraction)
+below its own best, or when |Q| exceeded ``q_blowup`` times the largest possible return
+r_max / (1 − γ). Written as ``report.png`` + ``report.csv`` and printed as a table. Reads
+only the sweep folder (Tune's ``params.json`` and ``result.json`` of each trial), so it
+runs anywhere the folder is, without Ray.
 """
 
 from __future__ import annotations
@@ -36,11 +37,12 @@ class RunCurve:
 
     name: str
     variant: str
+    """Value of the study's panel key (``report.panel``: the variant, or e.g. the env)."""
     setting: dict[str, Any]
     """Searched values of the trial, seed excluded (the runs of a group differ by seed)."""
     seed: int
     steps: np.ndarray
-    """Updates at each evaluation, increasing."""
+    """Updates (rounds) at each evaluation, increasing."""
     values: np.ndarray
     """The metric at those updates."""
     q_abs_max: float = 0.0
@@ -139,31 +141,36 @@ def _sort_key(setting: dict[str, Any]) -> tuple:
 def read_sweep(sweep_dir: str | Path, study: StudyConfig, r_max: float = 1.0) -> list[RunCurve]:
     """The curves of every trial folder under ``sweep_dir`` (Tune's ``params.json`` and
     ``result.json``). ``r_max`` is the largest reward (meta.json) for the Q bound; each
-    run's γ is its resolved training setting."""
-    metric, config = study.metric, study.report
+    run's γ is its resolved training setting (bandit runs have no Q values to bound)."""
+    metric, config, step_key = study.metric, study.report, study.kind.step_key
+    panel = config.panel
     runs = []
     for params_file in sorted(Path(sweep_dir).glob("*/params.json")):
         trial = params_file.parent
         params = json.loads(params_file.read_text())
         rows = _results(trial / "result.json")
-        evals = [r for r in rows if metric in r and r.get("diverged", 0) == 0]
-        evals.sort(key=lambda r: r["updates"])
+        evals = [r for r in rows if metric in r and step_key in r and r.get("diverged", 0) == 0]
+        evals.sort(key=lambda r: r[step_key])
         q_values = [abs(float(r[k])) for r in rows for k in ("q/max", "q/mean") if k in r]
-        setting = {k: v for k, v in params.items() if k not in (SEED_KEY, VARIANT_KEY)}
-        variant = str(params.get(VARIANT_KEY, study.variants[0]))
-        gamma = study.trial_settings(variant, 0, setting).objective.gamma
+        searched = {k: v for k, v in params.items() if k not in (SEED_KEY, VARIANT_KEY)}
+        variant = params.get(VARIANT_KEY, next(iter(study.variants), None))
+        gamma = study.kind.discount(study.trial_settings(variant, 0, searched))
+        group = params.get(panel, study.fixed.get(panel)) if panel != VARIANT_KEY else variant
+        setting = {k: v for k, v in searched.items() if k != panel}
         runs.append(
             RunCurve(
                 name=trial.name,
-                variant=variant,
+                variant=str(group if group is not None else study.name),
                 setting=setting,
                 seed=int(params.get(SEED_KEY, 0)),
-                steps=np.array([int(r["updates"]) for r in evals], dtype=np.int64),
+                steps=np.array([int(r[step_key]) for r in evals], dtype=np.int64),
                 values=np.array([float(r[metric]) for r in evals], dtype=np.float64),
                 q_abs_max=max((q for q in q_values if math.isfinite(q)), default=0.0),
                 stopped_non_finite=any(r.get("diverged", 0) == 1 for r in rows)
                 or any(not math.isfinite(q) for q in q_values),
-                q_limit=config.q_blowup * r_max / max(1e-9, 1.0 - gamma),
+                q_limit=math.inf
+                if gamma is None
+                else config.q_blowup * r_max / max(1e-9, 1.0 - gamma),
             )
         )
     if not runs:
@@ -215,9 +222,12 @@ def write_csv(groups: list[GroupSummary], path: Path, mode: str = "max") -> Path
     return path
 
 
-def write_figure(groups: list[GroupSummary], path: Path, metric: str, title: str = "") -> Path:
-    """One panel per variant, a line per setting with a ± std band; diverged settings
-    are drawn dashed."""
+def write_figure(
+    groups: list[GroupSummary], path: Path, metric: str, title: str = "",
+    x_label: str = "updates",
+) -> Path:  # fmt: skip
+    """One panel per variant (panel key), a line per setting with a ± std band; diverged
+    settings are drawn dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -236,10 +246,11 @@ def write_figure(groups: list[GroupSummary], path: Path, metric: str, title: str
             ax.fill_between(g.steps, g.mean - g.std, g.mean + g.std, alpha=0.2,
                             color=line.get_color())  # fmt: skip
         ax.set_title(variant)
-        ax.set_xlabel("updates")
+        ax.set_xlabel(x_label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    axes[0][0].set_ylabel(f"val {metric.removeprefix('eval/')} (mean ± std over seeds)")
+    shown = f"val {metric.removeprefix('eval/')}" if metric.startswith("eval/") else metric
+    axes[0][0].set_ylabel(f"{shown} (mean ± std over seeds)")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -1,10 +1,12 @@
 """A sweep study: one YAML file in ``tune_configs/`` read into a typed `StudyConfig`.
 
-A study names what is trained (SASRec variants on a prepared dataset), the settings every
-trial shares, the search space, the seeds, the metric that ranks trials, the scheduler and
-the resources of one trial. Variants and seeds are grid dimensions of their own, so a
-study of 3 variants × 5 negative counts × 3 seeds is 45 trials. Every setting name is
-checked against `TrainConfig` when the file is read, so a typo fails before any trial runs.
+A study names what is trained (``trainable``: SASRec variants on a prepared dataset, or
+bandit runs against a simulator — `pipelines.tune.kinds`), the settings every trial shares,
+the search space, the seeds, the metric that ranks trials, the scheduler and the resources
+of one trial. Variants and seeds are grid dimensions of their own, so a study of 3
+variants × 5 negative counts × 3 seeds is 45 trials. Every listed value is built into the
+trial's config (`TrainConfig`, `BanditRunConfig`) when the file is read, so a typo fails
+before any trial runs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-from pipelines.train.config import TrainConfig
+from pipelines.tune.kinds import KINDS, TrialKind
 
 SEARCH_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 """``grid`` and ``choice`` take a list; the others ``[low, high]``."""
@@ -73,6 +75,9 @@ class TrialResources:
     data_cpu: float = 0.5
     """CPUs of the second bundle of the trial's placement group, for its Ray Data
     pre-learner actor (which asks for half a CPU)."""
+    custom: dict[str, float] = field(default_factory=dict)
+    """Custom Ray resources of the trial's first bundle, e.g. ``{trial_slot: 1}`` where each
+    node offers one slot, to spread trials over nodes or pin them to a node type."""
 
 
 @dataclass(frozen=True)
@@ -83,21 +88,28 @@ class ReportConfig:
     """A run has diverged when its final metric is this fraction below its own best."""
     q_blowup: float = 10.0
     """... or when |Q| exceeds this multiple of the largest possible return r_max/(1-γ)."""
+    panel: str = "variant"
+    """Setting whose values get a panel each in the figure (the others get a line each):
+    ``variant`` for SASRec studies; for bandit studies e.g. ``env`` or ``policy``."""
 
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """A Tune study of SASRec variants (SPEC §7); see the module docstring."""
+    """A Tune study (SPEC §7); see the module docstring."""
 
     name: str
     """Sweep name: folder ``runs/sweeps/<name>`` and the parent MLflow run's name."""
-    data: str
-    """Prepared dataset (``recrl prepare`` output): local path, ``s3://`` or ``gs://``."""
-    variants: tuple[str, ...]
-    """SASRec variants (SPEC §4); a grid dimension."""
+    trainable: str = "sasrec"
+    """What a trial runs: ``sasrec`` (`recrl train`) or ``bandit`` (`recrl bandit`)."""
+    data: str = ""
+    """SASRec: the prepared dataset (``recrl prepare`` output: local path, ``s3://`` or
+    ``gs://``). Bandit: the logs of a fitted simulator (ml-100k), else empty."""
+    variants: tuple[str, ...] = ()
+    """SASRec variants (SPEC §4); a grid dimension. Bandit studies name their policies as
+    a fixed or searched ``policy`` setting instead."""
     description: str = ""
     fixed: dict[str, Any] = field(default_factory=dict)
-    """Settings every trial shares (any `recrl train --set` key)."""
+    """Settings every trial shares (any `recrl train --set` or `recrl bandit --set` key)."""
     search: dict[str, SearchDimension] = field(default_factory=dict)
     """Searched settings."""
     seeds: tuple[int, ...] = (0,)
@@ -119,14 +131,18 @@ class StudyConfig:
     source: str = ""
     """File the study was read from (for messages)."""
 
-    def trial_settings(self, variant: str, seed: int, sampled: dict[str, Any]) -> TrainConfig:
-        """The `TrainConfig` of one trial."""
+    @property
+    def kind(self) -> TrialKind:
+        return KINDS[self.trainable]
+
+    def trial_settings(self, variant: str | None, seed: int, sampled: dict[str, Any]) -> Any:
+        """The config of one trial (`TrainConfig` or `BanditRunConfig`)."""
         settings = {**self.fixed, **sampled, "seed": seed}
-        return TrainConfig.for_variant(variant, self.data, **settings)
+        return self.kind.build(self.data, variant, settings)
 
     def n_grid_points(self) -> int:
         grid = [len(d.values) for d in self.search.values() if d.kind == "grid"]
-        size = len(self.variants) * len(self.seeds)
+        size = max(1, len(self.variants)) * len(self.seeds)
         for n in grid:
             size *= n
         return size
@@ -163,24 +179,27 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
 def study_from_dict(raw: dict[str, Any], source: str = "<study>") -> StudyConfig:
     """`StudyConfig` from a parsed mapping; every error names ``source`` and the key."""
     raw = dict(raw)
-    trainable = raw.pop("trainable", "sasrec")
-    if trainable != "sasrec":
-        raise StudyError(
-            f"{source}: trainable {trainable!r} is not run by `recrl tune` yet (it runs SASRec "
-            "studies); run one point of the study with `recrl bandit ... --set KEY=VALUE`"
-        )
+    trainable = str(raw.get("trainable", "sasrec"))
+    if trainable not in KINDS:
+        raise StudyError(f"{source}: trainable {trainable!r} is not one of {sorted(KINDS)}")
     top = {f.name for f in dataclasses.fields(StudyConfig)} - {"source"}
     unknown = set(raw) - top
     if unknown:
         raise StudyError(f"{source}: unknown key(s) {sorted(unknown)}; known: {sorted(top)}")
-    for key in ("name", "data", "variants"):
+    for key in KINDS[trainable].required:
         if key not in raw:
-            raise StudyError(f"{source}: '{key}' is required")
+            raise StudyError(f"{source}: '{key}' is required (trainable: {trainable})")
+    if trainable != "sasrec" and raw.get("variants"):
+        raise StudyError(
+            f"{source}: 'variants' are SASRec variants; a {trainable} study names its policy "
+            "as a fixed or searched 'policy' setting"
+        )
     try:
         study = StudyConfig(
             name=str(raw["name"]),
-            data=str(raw["data"]),
-            variants=tuple(_as_list(raw["variants"])),
+            trainable=trainable,
+            data=str(raw.get("data") or ""),
+            variants=tuple(_as_list(raw.get("variants") or [])),
             description=str(raw.get("description", "")),
             fixed=dict(raw.get("fixed") or {}),
             search={k: _dimension(k, v, source) for k, v in (raw.get("search") or {}).items()},
@@ -231,32 +250,40 @@ def _dimension(key: str, spec: Any, source: str) -> SearchDimension:
 
 
 def _check(study: StudyConfig) -> None:
-    source = study.source
+    source, kind = study.source, study.kind
     if study.mode not in ("max", "min"):
         raise StudyError(f"{source}: mode must be 'max' or 'min', got {study.mode!r}")
     if study.scheduler.type not in ("none", "asha"):
         raise StudyError(f"{source}: scheduler.type must be 'none' or 'asha'")
-    if not study.metric.startswith("eval/"):
+    if not study.metric.startswith(kind.metric_prefix):
         raise StudyError(
-            f"{source}: metric {study.metric!r} must be a validation metric such as "
-            "eval/ndcg_20_purchase or eval/hr_20_click"
+            f"{source}: metric {study.metric!r} is not reported by {kind.name} trials; use "
+            f"one of their {kind.metric_prefix}… metrics, e.g. {kind.example}"
         )
     if study.resources.cpu <= 0 or study.resources.gpu < 0:
         raise StudyError(f"{source}: resources need cpu > 0 and gpu >= 0")
-    reserved = {"seed", "data", "variant"} & (set(study.fixed) | set(study.search))
+    if {"CPU", "GPU"} & set(study.resources.custom):
+        raise StudyError(f"{source}: resources.custom may not name CPU or GPU (use cpu, gpu)")
+    reserved = kind.reserved & (set(study.fixed) | set(study.search))
     if reserved:
         raise StudyError(
-            f"{source}: {sorted(reserved)} are set by the study's seeds/data/variants keys"
+            f"{source}: {sorted(reserved)} are set by the study itself (seeds, data, "
+            "variants, experiment keys)"
         )
     overlap = set(study.fixed) & set(study.search)
     if overlap:
         raise StudyError(f"{source}: {sorted(overlap)} are both fixed and searched")
-    # Build the TrainConfig of every listed value (ends of ranges): catches unknown or
-    # invalid settings and variants before a cluster is asked for anything.
+    panel = study.report.panel
+    if panel != "variant" and panel not in study.fixed and panel not in study.search:
+        raise StudyError(
+            f"{source}: report.panel {panel!r} is neither a fixed nor a searched setting"
+        )
+    # Build the config of every listed value (ends of ranges): catches unknown or invalid
+    # settings and variants before a cluster is asked for anything.
     names = list(study.search)
     values = itertools.product(*(d.examples() for d in study.search.values()))
     points = [dict(zip(names, v, strict=True)) for v in values]
-    for variant in study.variants:
+    for variant in study.variants or (None,):
         for point in points:
             try:
                 study.trial_settings(variant, study.seeds[0], point)

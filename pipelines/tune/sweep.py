@@ -20,6 +20,7 @@ from typing import Any
 
 from pipelines.prepare.meta import read_meta
 from pipelines.tracking import NullTracker, Tracker, absolute_tracking_uri
+from pipelines.tune.bandit_trial import run_bandit_trial
 from pipelines.tune.report import (
     GroupSummary,
     format_table,
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_STORAGE = Path("runs/sweeps")
 SWEEP_FILE = "sweep.json"
+TRAINABLES = {"sasrec": run_trial, "bandit": run_bandit_trial}
+"""The Tune function of each trainable kind (`pipelines.tune.kinds`)."""
 
 
 class SweepExistsError(RuntimeError):
@@ -67,14 +70,16 @@ def run_sweep(
     storage = Path(storage).resolve()
     # Trials run in their own working directories (and maybe on other nodes): a local
     # dataset path must be absolute. Read its meta.json now so a wrong path fails here.
-    study = replace(study, data=dataset_uri(study.data))
-    try:
-        read_meta(study.data)
-    except (FileNotFoundError, OSError) as exc:
-        raise StudyError(
-            f"{study.source}: data {study.data} is not a prepared dataset ({exc}); run "
-            "`recrl prepare` first or point --set data=... at one"
-        ) from exc
+    if study.data:
+        study = replace(study, data=dataset_uri(study.data))
+    if study.kind.reads_dataset:
+        try:
+            read_meta(study.data)
+        except (FileNotFoundError, OSError) as exc:
+            raise StudyError(
+                f"{study.source}: data {study.data} is not a prepared dataset ({exc}); run "
+                "`recrl prepare` first or point --set data=... at one"
+            ) from exc
     sweep_dir = storage / study.name
     state_file = sweep_dir / SWEEP_FILE
     if resume and not state_file.is_file():
@@ -105,21 +110,20 @@ def run_sweep(
         parent = tracker.start(
             study.name,
             params={"study": study.to_dict(), "trials.grid_points": study.n_grid_points()},
-            tags={"recrl.kind": "sweep", "dataset": Path(study.data).name},
+            tags={
+                "recrl.kind": "sweep",
+                "recrl.trainable": study.trainable,
+                "dataset": Path(study.data).name if study.data else "",
+            },
         )
         sweep_dir.mkdir(parents=True)
         state_file.write_text(
             json.dumps({"study": study.to_dict(), "parent_run_id": parent or None}, indent=2)
         )
     context = SweepContext(study, parent or None, uri, gpus)
-    # Two bundles per trial: the trial with its local learner, and its pre-learner actor
-    # (Tune's placement group captures the trial's child actors; without the second bundle
-    # the reader would wait forever for the CPU the trial holds).
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, context=context),
-        tune.PlacementGroupFactory(
-            [{"CPU": study.resources.cpu, "GPU": gpus}, {"CPU": study.resources.data_cpu}]
-        ),
+        tune.with_parameters(TRAINABLES[study.trainable], context=context),
+        tune.PlacementGroupFactory(trial_bundles(study, gpus)),
     )
     with tracker:
         if resume:
@@ -160,22 +164,37 @@ def run_sweep(
 
 
 READ_CPUS = 1.0
-"""CPUs kept outside every trial's placement group: Ray Data schedules its file sampling
-and read tasks with the SPREAD strategy, outside the group (measured: with every CPU in
-trial groups, the first read waits forever)."""
+"""CPUs kept outside every trial's placement group when trials read a dataset: Ray Data
+schedules its file sampling and read tasks with the SPREAD strategy, outside the group
+(measured: with every CPU in trial groups, the first read waits forever)."""
+
+
+def trial_bundles(study: StudyConfig, gpus: float) -> list[dict[str, float]]:
+    """The placement group of one trial. A SASRec trial is two bundles: the trial with its
+    local learner, and its pre-learner actor (Tune's placement group captures the trial's
+    child actors; without the second bundle the reader would wait forever for the CPU the
+    trial holds). A bandit trial is one process: one bundle."""
+    first = {"CPU": study.resources.cpu, "GPU": gpus, **study.resources.custom}
+    if not study.kind.reads_dataset:
+        return [first]
+    return [first, {"CPU": study.resources.data_cpu}]
 
 
 def max_concurrent_trials(study: StudyConfig, cluster_cpus: float) -> int:
-    """Trials that may run at once: each holds ``cpu + data_cpu`` in its placement group and
-    `READ_CPUS` stay free for the reads. Raises `StudyError` when not even one fits."""
-    per_trial = study.resources.cpu + study.resources.data_cpu
-    fits = math.floor((cluster_cpus - READ_CPUS) / per_trial + 1e-9)
+    """Trials that may run at once: each holds its placement group's CPUs (``cpu`` plus,
+    when it reads a dataset, ``data_cpu``), and trials that read keep `READ_CPUS` free for
+    the reads. Raises `StudyError` when not even one fits."""
+    reads = study.kind.reads_dataset
+    per_trial = study.resources.cpu + (study.resources.data_cpu if reads else 0.0)
+    kept = READ_CPUS if reads else 0.0
+    fits = math.floor((cluster_cpus - kept) / per_trial + 1e-9)
     if fits < 1:
+        needs = "resources.cpu + resources.data_cpu" if reads else "resources.cpu"
         raise StudyError(
             f"{study.source}: the cluster has {cluster_cpus:g} CPUs; a trial needs "
-            f"resources.cpu + resources.data_cpu = {per_trial:g} plus {READ_CPUS:g} left free "
-            "for Ray Data reads. Lower resources.cpu (fractions are fine, e.g. --set "
-            "'resources={cpu: 0.5, data_cpu: 0.5}') or add CPUs."
+            f"{needs} = {per_trial:g} plus {kept:g} left free for Ray Data reads. Lower "
+            "resources.cpu (fractions are fine, e.g. --set 'resources={cpu: 0.5, "
+            "data_cpu: 0.5}') or add CPUs."
         )
     return min(fits, study.max_concurrent_trials or fits)
 
@@ -183,10 +202,10 @@ def max_concurrent_trials(study: StudyConfig, cluster_cpus: float) -> int:
 def param_space(study: StudyConfig) -> dict[str, Any]:
     from ray import tune
 
-    space: dict[str, Any] = {
-        "variant": tune.grid_search(list(study.variants)),
-        "seed": tune.grid_search(list(study.seeds)),
-    }
+    space: dict[str, Any] = {}
+    if study.variants:
+        space["variant"] = tune.grid_search(list(study.variants))
+    space["seed"] = tune.grid_search(list(study.seeds))
     space.update({name: dim.tune_domain() for name, dim in study.search.items()})
     return space
 
@@ -196,11 +215,11 @@ def _scheduler(study: StudyConfig):
         return None
     from ray.tune.schedulers import ASHAScheduler
 
-    total = int(study.fixed.get("total_steps", 4000))
-    interval = int(study.fixed.get("eval_interval", 1000))
+    first = next(iter(study.variants), None)
+    reports = study.kind.reports(study.trial_settings(first, study.seeds[0], {}))
     return ASHAScheduler(
-        time_attr="training_iteration",  # one report per evaluation
-        max_t=max(1, math.ceil(total / interval)),
+        time_attr="training_iteration",  # one per reported result
+        max_t=reports,
         grace_period=study.scheduler.grace_period,
         reduction_factor=study.scheduler.reduction_factor,
     )
@@ -221,11 +240,12 @@ def write_report(
 ) -> SweepReport:
     """Read the trials under ``sweep_dir``, write ``report.png`` / ``report.csv``, log them
     to ``tracker``'s run (the parent) and return the report."""
-    r_max = _largest_reward(study.data)
+    r_max = _largest_reward(study.data) if study.kind.reads_dataset else 1.0
     runs = read_sweep(sweep_dir, study, r_max)
     groups = summarize(runs, study.report, study.mode)
     figure = write_figure(groups, Path(sweep_dir) / "report.png", study.metric,
-                          title=f"{study.name}: {study.description}"[:100])  # fmt: skip
+                          title=f"{study.name}: {study.description}"[:100],
+                          x_label=study.kind.step_key)  # fmt: skip
     table_path = write_csv(groups, Path(sweep_dir) / "report.csv", study.mode)
     table = format_table(groups, study.metric, study.mode)
     if tracker is not None:
@@ -244,6 +264,8 @@ def dataset_uri(data: str) -> str:
 
 
 def _largest_reward(data: str) -> float:
+    if not data:
+        return 1.0
     try:
         rewards = read_meta(data).get("rewards", {})
         return max(float(v) for v in rewards.values()) if rewards else 1.0

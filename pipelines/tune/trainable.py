@@ -42,8 +42,10 @@ class SweepContext:
 
 
 def trial_name(config: dict[str, Any], study: StudyConfig) -> str:
-    """``sasrec_ccql-n_neg=10-s0``: variant, searched values, seed."""
-    parts = [str(config["variant"])]
+    """``sasrec_ccql-n_neg=10-s0``: variant (bandit studies: the fixed policy, if any),
+    searched values, seed."""
+    lead = config.get("variant") or study.fixed.get("policy")
+    parts = [str(lead)] if lead else []
     for key in study.search:
         value = config.get(key)
         parts.append(f"{key}={_short(value)}")
