@@ -46,8 +46,19 @@ class UserChoiceEnv(gym.Env):
 
     metadata = {"render_modes": []}  # noqa: RUF012 (gymnasium's convention)
 
-    def __init__(self, simulator: FittedSimulator, config: UserChoiceConfig | None = None):
+    def __init__(
+        self,
+        simulator: FittedSimulator,
+        config: UserChoiceConfig | None = None,
+        item_topics: np.ndarray | None = None,
+    ):
         self.config = config = config or UserChoiceConfig()
+        if item_topics is not None and len(item_topics) != simulator.n_items:
+            raise ValueError(
+                f"item_topics has {len(item_topics)} entries for {simulator.n_items} items."
+            )
+        self.item_topics = item_topics
+        """Topic of every item [I] (two-stage policies), or None."""
         if not 0 < config.n_users <= simulator.n_users:
             raise ValueError(
                 f"n_users must be in [1, {simulator.n_users}] (the simulator's users), "

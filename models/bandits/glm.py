@@ -64,6 +64,7 @@ class GLMUCBPolicy(BanditPolicy):
     """Per-user coefficients θ̂_u [n_users, d+1] and inverses M_u⁻¹ (Sherman–Morrison)."""
 
     name = "glm-ucb"
+    state_fields = ("inverses", "coefficients")
 
     def __init__(self, n_users: int, item_dim: int, config: GLMUCBConfig | None = None) -> None:
         self.config = config or GLMUCBConfig()

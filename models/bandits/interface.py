@@ -12,7 +12,9 @@ state (impression counts, design-matrix inverses, GLM coefficients). The represe
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -90,6 +92,11 @@ class BanditPolicy(ABC):
     name: str = "policy"
     reads_representation: bool = True
     """False for policies that ignore the embeddings (Random): callers may skip refits."""
+    state_fields: tuple[str, ...] = ()
+    """Tensor attributes that ``scores`` and ``select`` read. A copy of the policy that gets
+    them (``set_state``) scores exactly like the original: how the RLlib Learner, which owns
+    and updates the policy, keeps the EnvRunners' copies current. What only ``update``
+    reads (feedback logs, optimiser moments) stays with the owner."""
 
     @abstractmethod
     def scores(self, context: BanditContext) -> Tensor:
@@ -98,6 +105,31 @@ class BanditPolicy(ABC):
     def select(self, context: BanditContext, k: int) -> Tensor:
         """A slate of ``k`` distinct item ids per user [U, k]; by default the top-k scores."""
         return top_k_slate(self.scores(context), k)
+
+    def scores_and_select(self, context: BanditContext, k: int) -> tuple[Tensor, Tensor]:
+        """(``scores`` [U, I], ``select`` [U, k]) from one scoring pass. A policy whose slate
+        is not the top-k of its scores (REN: the scores change after each pick) overrides it;
+        for the others the slate is exactly what ``select`` returns, with the same random
+        draws (Random scores once)."""
+        scores = self.scores(context)
+        return scores, top_k_slate(scores, k)
+
+    def get_state(self) -> dict[str, Tensor]:
+        """The tensors of ``state_fields`` (not copies)."""
+        return {name: getattr(self, name) for name in self.state_fields}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Overwrite ``state_fields`` from ``state`` (tensors or numpy arrays), in place when
+        shape and dtype agree, so references held elsewhere (an optimiser) stay valid."""
+        missing = [name for name in self.state_fields if name not in state]
+        if missing:
+            raise ValueError(f"{self.name} state lacks {missing}; it has {sorted(state)}.")
+        for name in self.state_fields:
+            current, value = getattr(self, name), torch.as_tensor(state[name])
+            if current.shape == value.shape and current.dtype == value.dtype:
+                current.copy_(value)
+            else:
+                setattr(self, name, value.clone())
 
     @abstractmethod
     def update(self, feedback: Feedback) -> None:

@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from torch import Tensor
+
 from models.bandits.glm import GLMUCBConfig, GLMUCBPolicy
 from models.bandits.interface import BanditPolicy
 from models.bandits.ren import RENConfig, RENPolicy
@@ -18,6 +20,7 @@ from models.bandits.simple import (
     GreedyPolicy,
     RandomPolicy,
 )
+from models.bandits.two_stage import TwoStageConfig, TwoStagePolicy
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,9 @@ class PolicySizes:
     """Width d2 of the user representations in the contexts."""
     seed: int = 0
     """Seed of a policy's own randomness (Random)."""
+    item_topics: Tensor | None = None
+    """Topic id of every item [n_items] (long), for the two-stage policies; None when the
+    environment has no topics."""
 
 
 @dataclass(frozen=True)
@@ -74,9 +80,39 @@ POLICIES: dict[str, PolicySpec] = {
     "s-n-gblm-ucb": PolicySpec(
         GBLMConfig, lambda c, s: GBLMUCBPolicy(s.item_dim, s.user_dim, c), neural=True
     ),
+    **{
+        f"2-{family}": PolicySpec(
+            TwoStageConfig, lambda c, s: _two_stage(c, s), {"policy": family}, True
+        )
+        for family in ("n-greedy", "n-glm-ucb", "s-n-galm-ucb", "s-n-gblm-ucb")
+    },
 }
 """REN-1,2 is REN with λ_u = 0; REN-1,3 is REN with λ_d = 0 and λ_u = √10·λ_d of the λ_d
-asked for (``policy_config``), or the ``lambda_u`` given."""
+asked for (``policy_config``), or the ``lambda_u`` given. ``2-<family>`` is the two-stage
+topic → item policy (``models.bandits.two_stage``) with ``<family>`` in both stages."""
+
+
+def _two_stage(config: TwoStageConfig, sizes: PolicySizes) -> BanditPolicy:
+    if sizes.item_topics is None:
+        raise ValueError(
+            f"two-stage policy 2-{config.policy} needs item topics; the environment has none "
+            "(the user-choice simulators on MovieLens and generated data have them)."
+        )
+    n_topics = int(sizes.item_topics.max()) + 1
+    family = POLICIES[config.policy]
+    settings = {}
+    if config.beta is not None and "beta" in {
+        f.name for f in dataclasses.fields(family.config_class)
+    }:
+        settings["beta"] = config.beta
+    inner = family.config_class(**{**settings, **family.preset})
+    topic_sizes = dataclasses.replace(sizes, n_items=n_topics, item_topics=None)
+    policy = TwoStagePolicy(
+        family.build(inner, topic_sizes), family.build(inner, sizes), sizes.item_topics,
+        dataclasses.replace(config, seed=sizes.seed),
+    )  # fmt: skip
+    policy.topic_policy.name = policy.item_policy.name = config.policy
+    return policy
 
 
 def policy_config(name: str, settings: Mapping[str, Any] | None = None):

@@ -228,6 +228,7 @@ class RENPolicy(BanditPolicy):
     """
 
     name = "ren"
+    state_fields = ("impressions", "recommended")
 
     def __init__(self, n_items: int, config: RENConfig | None = None, n_users: int = 0) -> None:
         self.config = config = config or RENConfig()
@@ -270,6 +271,11 @@ class RENPolicy(BanditPolicy):
             self.impressions, k,
             lambda_d=self.config.lambda_d, lambda_u=self.config.effective_lambda_u,
         )  # fmt: skip
+
+    def scores_and_select(self, context: BanditContext, k: int) -> tuple[Tensor, Tensor]:
+        """The scores before the first pick, and the slate of ``select`` (scores that fall
+        after every pick, SPEC §6)."""
+        return self.scores(context), self.select(context, k)
 
     def update(self, feedback: Feedback) -> None:
         """Count one impression per recommended item (σ shrinks as 1/√n) and append the

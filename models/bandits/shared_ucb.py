@@ -73,6 +73,7 @@ class GALMConfig:
 
 class GALMUCBPolicy(BanditPolicy):
     name = "s-n-galm-ucb"
+    state_fields = ("theta_x", "theta_z", "user_inverses", "item_inverses")
 
     def __init__(
         self, n_users: int, n_items: int, item_dim: int, user_dim: int,
@@ -135,6 +136,7 @@ class GBLMConfig:
 
 class GBLMUCBPolicy(BanditPolicy):
     name = "s-n-gblm-ucb"
+    state_fields = ("theta", "inverse")
 
     def __init__(self, item_dim: int, user_dim: int, config: GBLMConfig | None = None) -> None:
         self.config = config = config or GBLMConfig()

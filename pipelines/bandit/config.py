@@ -14,8 +14,9 @@ from models.bandits.sequence_representation import SequenceRepresentationConfig
 
 REFERENCE_POLICIES = ("oracle",)
 """Policies that read the simulator's ground truth; they exist only in runs, not in models/."""
-USER_CHOICE_ENVIRONMENTS = ("ml-100k",)
-"""Simulators fitted on logs (``envs.user_choice``); they need ``data_path``."""
+USER_CHOICE_ENVIRONMENTS = ("ml-100k", "generated")
+"""Simulators fitted on logs (``envs.user_choice``); they need ``data_path``: a MovieLens-100K
+folder, or a folder written by ``recrl generate``."""
 ENVIRONMENTS = (*SYN_REPEATS, *USER_CHOICE_ENVIRONMENTS)
 
 
@@ -27,10 +28,12 @@ class BanditRunConfig:
     policy: str = "ren"
     """A name of ``models.bandits.POLICIES`` or ``oracle``."""
     env: str = "syn-s"
-    """Simulator: ``syn-s``, ``syn-m``, ``syn-l`` (REN paper) or ``ml-100k`` (user-choice
-    simulator fitted on MovieLens-100K, two-stage paper)."""
+    """Simulator: ``syn-s``, ``syn-m``, ``syn-l`` (REN paper), ``ml-100k`` (user-choice
+    simulator fitted on MovieLens-100K, two-stage paper) or ``generated`` (the same simulator
+    fitted on the clicks of a ``recrl generate`` dataset)."""
     data_path: str | None = None
-    """Logged data of a fitted simulator (``ml-100k``: the folder holding ``u.data``)."""
+    """Logged data of a fitted simulator (``ml-100k``: the folder holding ``u.data``;
+    ``generated``: the ``recrl generate --out`` folder)."""
     n_users: int = 100
     """Users of a fitted simulator's panel (two-stage paper Table 4: 100)."""
     rounds: int = 2000
@@ -59,6 +62,14 @@ class BanditRunConfig:
     """Rolling window of the reward curve and of the final-window reward (REN Fig. 1: 100)."""
     log_interval: int = 10
     """Rounds between MLflow metric writes (each a window mean; 1 writes every round)."""
+    backend: str = "loop"
+    """``loop`` (``loop.py``, one process) or ``rllib`` (``bandit_algorithm.py``: RLlib
+    EnvRunners act, a Learner learns; needs a Ray runtime)."""
+    rounds_per_update: int = 1
+    """RLlib backend: rounds sampled between two Learner updates (1 = the sequential
+    protocol, the loop's slates; more = batched updates with delayed feedback)."""
+    num_env_runners: int = 0
+    """RLlib backend: remote EnvRunners (0 = one local EnvRunner in the driver)."""
     tracking: bool = True
     """Log params, metrics and the curve to MLflow (through ``pipelines.tracking``)."""
     experiment: str = "recrl-bandit"
@@ -80,6 +91,15 @@ class BanditRunConfig:
             raise ValueError(
                 f"feedback_rows must be 'auto', 'chosen' or 'shown', not {self.feedback_rows!r}."
             )
+        if self.backend not in ("loop", "rllib"):
+            raise ValueError(f"backend must be 'loop' or 'rllib', not {self.backend!r}.")
+        if self.backend == "rllib" and self.policy.lower() in REFERENCE_POLICIES:
+            raise ValueError(
+                f"policy {self.policy!r} reads the simulator's ground truth and runs on the "
+                "loop backend only; use --backend loop."
+            )
+        if self.num_env_runners < 0:
+            raise ValueError(f"num_env_runners must be >= 0, got {self.num_env_runners}.")
         if self.encoder not in ("latent-factor", "sasrec"):
             raise ValueError(f"encoder must be 'latent-factor' or 'sasrec', not {self.encoder!r}.")
         if self.env.lower() in USER_CHOICE_ENVIRONMENTS and not self.data_path:
@@ -87,7 +107,10 @@ class BanditRunConfig:
                 f"env {self.env!r} is fitted on logged data: set data_path (recrl bandit "
                 "--data), e.g. ../shared/data/movielens-100k."
             )
-        for name in ("rounds", "slate_size", "refit_interval", "window", "log_interval", "n_users"):
+        for name in (
+            "rounds", "slate_size", "refit_interval", "window", "log_interval", "n_users",
+            "rounds_per_update",
+        ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"BanditRunConfig.{name} must be >= 1, got {getattr(self, name)}.")
         if self.policy.lower() in POLICIES:

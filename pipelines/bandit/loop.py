@@ -1,12 +1,10 @@
 """The bandit run loop: simulator ↔ representation model ↔ policy, metrics to MLflow.
 
-Per round: the simulator names a user; the representation (``representations.py``: the
-latent-factor model or the SASRec encoder) supplies item embeddings μ, the user's embedding θ
-and the embeddings of the user's history D; the policy picks a slate;
-the simulator answers; the policy folds in the feedback (every round — the GLM refits of the
-two-stage paper) and the representation is refit every ``refit_interval`` rounds. Every shown
-item is one feedback row of the policy: the taken item with its reward, the others with 0;
-the representation learns from the taken item only, or from all shown (``feedback_rows``).
+Per round: the simulator names a user; the agent (``agent.py``: a representation — the
+latent-factor model or the SASRec encoder — and a policy) picks a slate; the simulator
+answers; the agent learns (the policy every round — the GLM refits of the two-stage paper —,
+the representation every ``refit_interval`` rounds). ``bandit_algorithm.py`` runs the same
+agent under RLlib.
 
 Metrics (namespace ``bandit/``): ``reward`` (mean over the last ``log_interval`` rounds),
 ``reward_window`` (rolling mean over ``window`` rounds, REN Fig. 1), ``ctr`` (clicked share
@@ -16,6 +14,7 @@ and ``oracle_reward``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -25,9 +24,8 @@ import torch
 from tqdm import tqdm
 
 from envs.synthetic_bandit import SyntheticBanditConfig, SyntheticBanditEnv
-from models.bandits import Feedback, PolicySizes, make_policy
+from pipelines.bandit.agent import BanditAgent
 from pipelines.bandit.config import USER_CHOICE_ENVIRONMENTS, BanditRunConfig
-from pipelines.bandit.representations import LatentFactorRepresentation, SASRecRepresentation
 from pipelines.tracking import NullTracker, Tracker
 
 logger = logging.getLogger(__name__)
@@ -69,36 +67,52 @@ class BanditRunResult:
         return float(self.oracle_rewards[-self.config.window :].mean())
 
 
-def make_representation(config: BanditRunConfig, n_users: int, n_items: int):
-    """The representation named by ``config.encoder``."""
-    if config.encoder == "sasrec":
-        return SASRecRepresentation(n_items, config.sasrec, config.seed)
-    return LatentFactorRepresentation(n_users, n_items, config.representation, config.seed)
-
-
 def make_environment(config: BanditRunConfig):
-    """The simulator named by ``config.env`` (a fitted one is fitted here, ~10 s)."""
+    """The simulator named by ``config.env`` (a fitted one is fitted once per data path and
+    seed in this process, ~10 s on an idle machine, and reused by later runs)."""
     if config.env.lower() in USER_CHOICE_ENVIRONMENTS:
-        from envs.user_choice import ClickModelConfig, fit_simulator, load_movielens
         from envs.user_choice_env import UserChoiceConfig, UserChoiceEnv
 
-        simulator = fit_simulator(
-            load_movielens(config.data_path), ClickModelConfig(seed=config.seed)
-        )
+        simulator, topics = fitted_simulator(config.env.lower(), config.data_path, config.seed)
         panel = UserChoiceConfig(
             n_users=config.n_users, slate_size=config.slate_size, seed=config.seed
         )
-        return UserChoiceEnv(simulator, panel)
+        return UserChoiceEnv(simulator, panel, item_topics=topics)
     env_config = SyntheticBanditConfig.named(
         config.env, slate_size=config.slate_size, seed=config.seed
     )
     return SyntheticBanditEnv(env_config)
 
 
+@functools.lru_cache(maxsize=4)
+def fitted_simulator(env: str, data_path: str, seed: int):
+    """(FittedSimulator, item topics [I]) of ``env`` on ``data_path``. Cached: the simulator
+    is immutable, and every policy of a benchmark must face the same one for a seed."""
+    from envs.user_choice import (
+        ClickModelConfig,
+        fit_simulator,
+        item_topics,
+        load_generated_clicks,
+        load_movielens,
+    )
+
+    if env == "generated":
+        # a click log has no shown-but-not-clicked rows: negatives are sampled (1 per click)
+        logged = load_generated_clicks(data_path)
+        click_config = ClickModelConfig(seed=seed, sampled_negatives=1.0)
+    else:
+        logged = load_movielens(data_path)
+        click_config = ClickModelConfig(seed=seed)
+    return fit_simulator(logged, click_config), item_topics(logged)
+
+
 def run_bandit(
     config: BanditRunConfig, tracker: Tracker | None = None, *, progress: bool = True
 ) -> BanditRunResult:
     """Run ``config.rounds`` rounds; log to ``tracker`` (a started run) when given.
+
+    ``config.backend = 'rllib'`` runs the same agent on RLlib
+    (``bandit_algorithm.run_bandit_rllib``; starts a local Ray runtime when none is up).
 
     Torch runs single-threaded inside the loop: its tensors are tiny (d = 8, a few thousand
     rows), and intra-op threads then cost far more in synchronisation than they save —
@@ -107,6 +121,12 @@ def run_bandit(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        if config.backend == "rllib":
+            from pipelines.bandit.bandit_algorithm import run_bandit_rllib
+            from pipelines.ray_runtime import ensure_ray
+
+            ensure_ray()
+            return run_bandit_rllib(config, tracker, progress=progress)
         return _run(config, tracker, progress)
     finally:
         torch.set_num_threads(threads)
@@ -116,18 +136,15 @@ def _run(config: BanditRunConfig, tracker: Tracker | None, progress: bool) -> Ba
     torch.manual_seed(config.seed)
     env = make_environment(config)
     observation, _ = env.reset(seed=config.seed)
-    model = make_representation(config, env.n_users, env.n_items)
     oracle = config.policy.lower() == "oracle"
-    policy = None
+    agent = None
     if not oracle:
-        sizes = PolicySizes(env.n_users, env.n_items, model.dim, model.dim, config.seed)
-        policy = make_policy(config.policy, sizes, config.policy_settings)
+        agent = BanditAgent(config, env.n_users, env.n_items, getattr(env, "item_topics", None))
     tracker = tracker or NullTracker()
     rewards = np.zeros(config.rounds)
     oracle_rewards = np.zeros(config.rounds)
     ctr = np.zeros(config.rounds)
     start = time.perf_counter()
-    rows_mode = config.representation_rows
     rounds = tqdm(
         range(config.rounds), desc=f"{config.policy} on {config.env}", disable=not progress,
         leave=False,
@@ -137,23 +154,16 @@ def _run(config: BanditRunConfig, tracker: Tracker | None, progress: bool) -> Ba
         if oracle:
             slate = torch.as_tensor(env.oracle_slate(user)).unsqueeze(0)
         else:
-            context = model.context(observation, policy)
-            slate = policy.select(context, config.slate_size)
+            context, _, slate = agent.act(observation, config.slate_size)
         shown_to = observation
         observation, reward, _, _, info = env.step(slate[0].numpy())
-        item_rewards = torch.as_tensor(info["item_rewards"], dtype=torch.float32)
         if not oracle:
-            policy.update(Feedback(context, slate, item_rewards.unsqueeze(0)))
-            keep = torch.ones_like(item_rewards, dtype=torch.bool)
-            if rows_mode == "chosen":
-                keep = torch.as_tensor(info["clicks"]) > 0
-            model.observe(shown_to, slate[0][keep], item_rewards[keep])
-            if policy.reads_representation and (t + 1) % config.refit_interval == 0:
-                model.refit()
+            item_rewards = torch.as_tensor(info["item_rewards"], dtype=torch.float32)
+            agent.learn(shown_to, slate[0], item_rewards, torch.as_tensor(info["clicks"]), context)
         rewards[t], oracle_rewards[t] = reward, info["oracle_reward"]
         ctr[t] = float(np.mean(info["clicks"]))
         if (t + 1) % config.log_interval == 0 or t + 1 == config.rounds:
-            _log_round(tracker, config, t, rewards, oracle_rewards, ctr)
+            log_round_metrics(tracker, config, t, rewards, oracle_rewards, ctr)
     result = BanditRunResult(config, rewards, oracle_rewards, ctr, time.perf_counter() - start)
     logger.info(
         "%s on %s: final-window reward %.3f (oracle %.3f), cumulative regret %.1f, %.1fs",
@@ -163,7 +173,8 @@ def _run(config: BanditRunConfig, tracker: Tracker | None, progress: bool) -> Ba
     return result
 
 
-def _log_round(tracker, config, t, rewards, oracle_rewards, ctr) -> None:
+def log_round_metrics(tracker, config, t, rewards, oracle_rewards, ctr) -> None:
+    """The ``bandit/`` metrics of the module docstring after round ``t`` (0-based)."""
     done = t + 1
     recent = slice(max(done - config.log_interval, 0), done)
     window = slice(max(done - config.window, 0), done)

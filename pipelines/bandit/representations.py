@@ -5,6 +5,9 @@ and learns from feedback rows. Two kinds (``BanditRunConfig.encoder``):
   θ_u; cheap, refit every round);
 - ``sasrec``: ``models.bandits.sequence_representation.SequenceRepresentation`` (the SASRec
   encoder over the user's recent chosen items; retrained every ``refit_interval`` rounds).
+
+``get_state``/``set_state`` carry what ``context`` reads (embedding tables or encoder
+weights), so a copy in an RLlib EnvRunner builds the same contexts as the Learner's original.
 """
 
 from __future__ import annotations
@@ -52,6 +55,17 @@ class LatentFactorRepresentation:
     def refit(self) -> None:
         self.model.refit()
 
+    def get_state(self) -> dict[str, Tensor]:
+        """What ``context`` reads: the two embedding tables (not the observation log)."""
+        return {
+            "user_embeddings": self.model.user_embeddings,
+            "item_embeddings": self.model.item_embeddings,
+        }
+
+    def set_state(self, state: dict) -> None:
+        self.model.user_embeddings = torch.as_tensor(state["user_embeddings"]).clone()
+        self.model.item_embeddings = torch.as_tensor(state["item_embeddings"]).clone()
+
 
 class SASRecRepresentation:
     """z_u = SASRec(last chosen items), x_i = the encoder's item table."""
@@ -84,3 +98,10 @@ class SASRecRepresentation:
 
     def refit(self) -> None:
         self.model.refit()
+
+    def get_state(self) -> dict[str, Tensor]:
+        """The encoder's weights (what ``context`` reads), not the observation log."""
+        return dict(self.model.encoder.state_dict())
+
+    def set_state(self, state: dict) -> None:
+        self.model.encoder.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})

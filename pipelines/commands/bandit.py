@@ -21,14 +21,29 @@ policies (models/bandits; --set KEY=VALUE sets a field of the policy's config):
   n-dropout-ucb   mean + β·std of 5 dropout passes  (keys: beta, passes, dropout)
   s-n-galm-ucb    shared additive GLM + β(γ‖x‖+(1−γ)‖z‖)   keys: beta, gamma, lr
   s-n-gblm-ucb    shared bilinear GLM + β‖vec(xzᵀ)‖_{W⁻¹}  keys: beta, lr, covariance
-  oracle          the simulator's best slate (reference)
+  2-n-greedy, 2-n-glm-ucb, 2-s-n-galm-ucb, 2-s-n-gblm-ucb
+                  two-stage topic → item (DynaTopicRec): the family scores topics, builds
+                  one topic group per slot (≥ min_group_items items), then the best item
+                  of each group; keys: min_group_items (50), budget (none), beta.
+                  Needs topics: --env ml-100k (first genre) or generated (category)
+  oracle          the simulator's best slate (reference; --backend loop only)
 
 environments:
   syn-s, syn-m, syn-l  28 / 280 / 1,400 items, 15 users, 8-dim hidden latents; the user takes
                        the best slate item and earns θ*ᵀx* (REN paper, SPEC §6)
   ml-100k              user-choice simulator fitted on MovieLens-100K (--data): IPS-weighted
-                       logistic MF, click = p̂ ≥ F1-best threshold, flipped with prob. 0.1;
-                       reward = clicks in the slate (two-stage paper; use --slate-size 5)
+                       logistic MF, click = p̂ ≥ F1-best threshold (validation pairs from the
+                       whole user × item matrix), flipped with prob. 0.1; reward = clicks
+                       in the slate (two-stage paper; use --slate-size 5)
+  generated            the same simulator fitted on the clicks of `recrl generate --out DIR`
+                       (--data DIR; one sampled non-click per click in training)
+
+back ends (--backend):
+  loop    one process, the sequential protocol (default)
+  rllib   RLlib new API stack: EnvRunners act with a BanditRLModule copy, the Learner owns
+          the statistics and refits, weights synced after every update; --set
+          rounds_per_update=R batches R rounds per update, num_env_runners=N adds remote
+          EnvRunners. With R = 1 and no remote runner it picks the loop's slates.
 
 representation the policies read (--set encoder=...):
   latent-factor  ridge ALS r ≈ θ_uᵀμ_i refit every refit_interval rounds (default; keys
@@ -51,6 +66,8 @@ examples:
   recrl bandit --policy s-n-galm-ucb --env ml-100k --data ../shared/data/movielens-100k \\
       --slate-size 5 --users 100 --rounds 2000
   recrl bandit --policy s-n-gblm-ucb --env syn-s --set beta=0.5 --set covariance=diagonal
+  recrl bandit --policy ren --env syn-m --backend rllib --set rounds_per_update=10
+  recrl bandit --policy 2-s-n-galm-ucb --env generated --data data/generated --slate-size 5
   recrl bandit --policy n-dropout-ucb --env ml-100k --data ../shared/data/movielens-100k \\
       --slate-size 5 --set encoder=sasrec --set refit_interval=100
   mlflow ui --backend-store-uri sqlite:///mlruns.db     # experiment "recrl-bandit"
@@ -74,8 +91,15 @@ def register(commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--policy", default="ren", help="policy name (ren)")
-    p.add_argument("--env", default="syn-s", help="syn-s, syn-m, syn-l or ml-100k (syn-s)")
-    p.add_argument("--data", help="logged data of a fitted simulator (ml-100k: u.data folder)")
+    p.add_argument(
+        "--env", default="syn-s", help="syn-s, syn-m, syn-l, ml-100k or generated (syn-s)"
+    )
+    p.add_argument(
+        "--data",
+        help="logged data of a fitted simulator (ml-100k: u.data folder; generated: the "
+        "`recrl generate --out` folder)",
+    )
+    p.add_argument("--backend", choices=("loop", "rllib"), default="loop", help="run loop (loop)")
     p.add_argument("--users", type=int, default=100, help="panel of a fitted simulator (100)")
     p.add_argument("--rounds", type=int, default=2000, help="interaction rounds (2000)")
     p.add_argument("--slate-size", type=int, default=4, help="items per slate (4)")
@@ -104,6 +128,7 @@ def run(args) -> int:
         config = BanditRunConfig(
             policy=args.policy, env=args.env, rounds=args.rounds, slate_size=args.slate_size,
             seed=args.seed, tracking=not args.no_mlflow, data_path=args.data, n_users=args.users,
+            backend=args.backend,
         ).with_settings(parse_overrides(args.overrides))  # fmt: skip
     except (TypeError, ValueError) as error:
         raise SystemExit(f"recrl bandit: {error}") from error
