@@ -12,6 +12,12 @@ logistic-regression click model; report prec@1 / prec@2 on the test users' page 
 Writes benchmarks/results/slate_table1.{json,csv}. Seeds can run as separate processes
 (``--seeds 1 --name seed1``) and be combined afterwards (``--merge a.json b.json``).
 
+``--part table3`` runs paper Table 3 instead (`benchmarks/slate_table3.py`): CDQN, greedy,
+random, GDQN, RWD1 and DQN-Off on the test users' simulator, k = 3 and 5, mean ± std over
+seeds; writes benchmarks/results/slate_table3.{json,csv}.
+
+    python benchmarks/slate_bench.py --part table3 --seeds 0 1 2 --steps 3000
+
 ``--part argmax`` times the cascading greedy slate (Algorithm 1) instead: batch 256, k = 5,
 pools of 1,000 to 10,000 items; the cost should grow linearly with the pool.
 
@@ -153,7 +159,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1)")
     parser.add_argument("--name", default="slate_table1", help="output file stem")
     parser.add_argument("--merge", nargs="+", type=Path, help="combine per-seed JSON files")
-    parser.add_argument("--part", choices=("table1", "argmax"), default="table1")
+    parser.add_argument("--part", choices=("table1", "table3", "argmax"), default="table1")
+    parser.add_argument("--ks", type=int, nargs="+", default=[3, 5], help="table3 slate sizes")
+    parser.add_argument("--steps", type=int, default=3000, help="table3 training env steps")
+    parser.add_argument("--um-epochs", type=int, default=5, help="table3 user-model epochs")
+    parser.add_argument("--episode-length", type=int, default=10, help="table3 steps per user")
+    parser.add_argument("--max-pool", type=int, default=512, help="table3 candidates per user")
     parser.add_argument("--pools", type=int, nargs="+", default=[1000, 2000, 5000, 10000])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per pool (5)")
     args = parser.parse_args()
@@ -168,6 +179,9 @@ def main() -> None:
         for row in rows:
             print(f"  pool {row['pool']:>6}: {row['ms']:8.1f} ms  "
                   f"({row['ms_per_1000_items']:.1f} ms per 1,000 items)")  # fmt: skip
+        return
+    if args.part == "table3":
+        _table3(args)
         return
     if args.merge:
         loaded = [json.loads(p.read_text()) for p in args.merge]
@@ -195,6 +209,58 @@ def main() -> None:
             f"  {100 * row['prec2_mean']:6.1f} ± {100 * row['prec2_std']:4.1f}"
             f"  {row['log_lik_mean']:8.3f} ± {row['log_lik_std']:.3f}"
         )
+
+
+def _start_ray(attempts: int = 5) -> None:
+    """A small local Ray for the RLlib trainings; on a loaded machine the raylet can miss
+    Ray's fixed 30 s start-up window, so try again."""
+    import ray
+
+    from pipelines.ray_runtime import ensure_ray
+
+    for attempt in range(1, attempts + 1):
+        try:
+            ensure_ray(num_cpus=1, object_store_memory=256 * 1024 * 1024)
+            return
+        except Exception as error:  # Ray raises a bare Exception on a start-up timeout
+            logger.warning("Ray start %d/%d failed: %s", attempt, attempts, error)
+            ray.shutdown()
+    raise RuntimeError(f"Ray did not start in {attempts} attempts")
+
+
+def _table3(args) -> None:
+    from benchmarks.slate_table3 import run_seed as table3_seed
+    from benchmarks.slate_table3 import summarise as table3_summary
+
+    stem = args.name if args.name != "slate_table1" else "slate_table3"
+    if args.merge:
+        per_seed = [s for p in args.merge for s in json.loads(p.read_text())["per_seed"]]
+    else:
+        with tempfile.TemporaryDirectory() as work:
+            per_seed = [
+                table3_seed(args.data, s, Path(work), args.ks, args.steps, args.um_epochs,
+                            args.episode_length, args.max_pool, start_ray=_start_ray)
+                for s in args.seeds
+            ]  # fmt: skip
+    table = table3_summary(per_seed)
+    settings = {k: [str(p) for p in v] if k == "merge" and v else v for k, v in vars(args).items()}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"settings": settings, "per_seed": per_seed, "table": table}
+    (RESULTS / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    with open(RESULTS / f"{stem}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    users = sorted({seed["test_users"] for seed in per_seed})
+    print(f"\nMovieLens-100k, test-user simulator ({users} users, one episode each), "
+          f"seeds {[seed['seed'] for seed in per_seed]}: mean ± std")  # fmt: skip
+    print(f"{'k':>2} {'policy':<8} {'reward':>16} {'ctr':>14} {'train s':>8}")
+    for row in table:
+        reward = f"{row['reward_mean']:8.3f} ± {row['reward_std']:5.3f}"
+        ctr = f"{row['ctr_mean']:6.3f} ± {row['ctr_std']:5.3f}"
+        print(f"{row['k']:>2} {row['policy']:<8} {reward} {ctr} {row['train_s_mean']:8.0f}")
+    for seed in per_seed:
+        print(f"seed {seed['seed']}: test model P(no-click) {seed['no_click']}")
 
 
 if __name__ == "__main__":

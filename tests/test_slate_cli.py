@@ -1,4 +1,5 @@
-"""`recrl slate` end to end on a small generated log (greedy and random, no MLflow)."""
+"""`recrl slate` end to end on a small generated log (greedy, random and DQN-Off, no
+MLflow; the RLlib-trained policies are tested in test_slate_q_rllib.py)."""
 
 from __future__ import annotations
 
@@ -40,10 +41,11 @@ def test_slate_command_writes_csv_and_png_per_policy(tmp_path, one_torch_thread,
     assert main(["usermodel", "fit", "--data", sets, "--out", str(um), "--epochs", "1",
                  "--no-baselines", "--no-mlflow"]) == 0  # fmt: skip
     results = {}
-    for policy in ("greedy", "random"):
+    for policy in ("greedy", "random", "offline"):
         code = main(["slate", "--policy", policy, "--k", "3", "--data", sets,
                      "--user-model", str(um / "user_model.pt"), "--seeds", "0", "1",
                      "--episodes", "8", "--episode-length", "4", "--out", str(tmp_path / "out"),
+                     "--steps", "40", "--batch-size", "16",
                      "--no-mlflow"])  # fmt: skip
         assert code == 0
         with open(tmp_path / "out" / f"slate_{policy}_k3.csv") as f:

@@ -1,4 +1,5 @@
-"""Objective of the cascading Q-networks (Chen et al. 2019, eq. 10-11), pure functions."""
+"""Objectives of the slate Q-networks (Chen et al. 2019): the cascading Q-networks' shared
+target (eq. 10-11) and the additive GDQN baseline (§6.2), pure functions."""
 
 from __future__ import annotations
 
@@ -23,4 +24,24 @@ def cascading_td_loss(
         "q/mean": q_taken.mean().detach(),
         "q/target_mean": y.mean().detach(),
         "q/cascade_gap": (q_taken - q_taken[:, -1:]).abs().mean().detach(),
+    }
+
+
+def additive_td_loss(
+    q_items: Tensor, reward: Tensor, done: Tensor, next_value: Tensor, *, gamma: float
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """GDQN (§6.2): Q(s, A) = Σ_j q(s, a_j) regresses y = r + γ·Q(s', A*'), A*' = top-k of q.
+
+    q_items: [B, k] q(s, a_j) of the slate shown; reward, done: [B]; next_value: [B]
+    Σ_j q^target(s', a*'_j) (no gradient flows into it). Loss = mean over rows of
+    (y − Σ_j q(s, a_j))². Diagnostics: ``loss/td``, ``q/mean`` (of Q(s, A)),
+    ``q/target_mean``.
+    """
+    q_slate = q_items.sum(dim=1)
+    y = reward + gamma * (1.0 - done.to(reward.dtype)) * next_value.detach()
+    loss = ((y - q_slate) ** 2).mean()
+    return loss, {
+        "loss/td": loss.detach(),
+        "q/mean": q_slate.mean().detach(),
+        "q/target_mean": y.mean().detach(),
     }

@@ -3,16 +3,14 @@
 Each has ``select(obs) -> int64 [k]`` candidate slots (distinct, unmasked):
 `RandomSlatePolicy`; `GreedyUserModelPolicy` (paper's GAN-Greedy: the k candidates of
 highest utility under a user model, i.e. highest click probability, since φ is monotone in
-u); `CascadingQPolicy` (Algorithm 1 with a `CascadingQNetwork`, ε-greedy when exploring).
+u). The learned Q-network policies are RLModules (`models.slate.slate_q_rl_module`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import Tensor
 
-from models.slate.cascading import CascadingQNetwork
 from models.user_model.network import UserModel
 
 
@@ -42,24 +40,3 @@ class GreedyUserModelPolicy:
         u = self.model.utility(self.model.encode(history), items)[0]
         u = u.masked_fill(~torch.as_tensor(obs["candidate_mask"].astype(bool)), float("-inf"))
         return torch.topk(u, self.k).indices.numpy().astype(np.int64)
-
-
-class CascadingQPolicy:
-    """Greedy cascade of a `CascadingQNetwork` on (s = obs["state"], f = item features);
-    with probability ``epsilon`` a random slate instead."""
-
-    def __init__(
-        self, network: CascadingQNetwork, item_features: Tensor, epsilon: float = 0.0, seed: int = 0
-    ) -> None:
-        self.network, self.features = network, item_features
-        self.epsilon, self.rng = epsilon, np.random.default_rng(seed)
-
-    @torch.no_grad()
-    def select(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        mask = obs["candidate_mask"].astype(bool)
-        if self.rng.random() < self.epsilon:
-            return random_slots(mask, self.network.k, self.rng)
-        state = torch.as_tensor(obs["state"])[None, :]
-        cands = self.features[torch.as_tensor(obs["candidates"])][None]
-        slots, _ = self.network.greedy_slate(state, cands, torch.as_tensor(mask)[None, :])
-        return slots[0].numpy()

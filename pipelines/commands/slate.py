@@ -8,8 +8,11 @@ _EPILOG = """\
 policies:
   cdqn     cascading Q-networks on the learned reward (GAN-CDQN)
   rwd1     cascading Q-networks on +1 click / -1 no click (GAN-RWD1)
+  gdqn     additive Q(s, A) = sum_j q(s, a_j) on the learned reward (GAN-GDQN)
   greedy   the k items of highest utility under the user model (GAN-Greedy)
   random   k random candidates
+  offline  cascading Q-networks fitted on the logged page views alone (DQN-Off)
+cdqn, rwd1 and gdqn train with RLlib (DQN algorithm, episode replay, target network).
 
 metrics (paper Table 3), on the test environment: reward = mean per-step learned reward of
 a simulated user, averaged over users; ctr = clicks / page views.
@@ -23,6 +26,9 @@ examples:
 """
 
 
+POLICIES = ("cdqn", "rwd1", "gdqn", "greedy", "random", "offline")
+
+
 def register(commands) -> None:
     """Add ``slate`` to the ``recrl`` subcommands."""
     p = commands.add_parser(
@@ -33,16 +39,20 @@ def register(commands) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--policy", choices=("cdqn", "rwd1", "greedy", "random"), default="cdqn")
+    p.add_argument("--policy", choices=POLICIES, default="cdqn")
     p.add_argument("--k", type=int, default=5, help="slate size (5)")
     p.add_argument("--data", required=True, help="display-set folder")
     p.add_argument("--user-model", required=True, help="user_model.pt to train against")
     p.add_argument("--test-user-model", help="user_model.pt fitted on test users (evaluation)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (0)")
-    p.add_argument("--episodes", type=int, default=1000, help="simulated test users (1000)")
+    p.add_argument("--episodes", type=int, default=1000,
+                   help="simulated test users (1000); 0: each test user once")  # fmt: skip
     p.add_argument("--episode-length", type=int, default=10, help="page views per user (10)")
     p.add_argument("--max-pool", type=int, default=512, help="candidates per user (512)")
-    p.add_argument("--steps", type=int, default=5000, help="training env steps (5000)")
+    p.add_argument("--steps", type=int, default=5000,
+                   help="training env steps (offline: updates) (5000)")  # fmt: skip
+    p.add_argument("--warmup-steps", type=int,
+                   help="random-slate steps before updates (min(500, steps / 10))")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=64, help="transitions per update (64)")
     p.add_argument("--gamma", type=float, default=0.5, help="discount (0.5)")
     p.add_argument("--out", default="runs/slate", help="folder for CSV and PNG (runs/slate)")
@@ -51,19 +61,22 @@ def register(commands) -> None:
 
 
 def run(args) -> int:
-    from pipelines.slate.cdqn_loop import CDQNConfig
     from pipelines.slate.slate_job import SlateJob, run_slate_job
+    from pipelines.slate.slate_q_config import CDQNConfig
 
+    warmup = min(500, args.steps // 10) if args.warmup_steps is None else args.warmup_steps
     job = SlateJob(
         data=args.data, user_model=args.user_model, test_user_model=args.test_user_model,
-        policy=args.policy, k=args.k, episodes=args.episodes,
+        policy=args.policy, k=args.k, episodes=args.episodes or None,
         episode_length=args.episode_length, seeds=tuple(args.seeds), out_dir=args.out,
         max_pool=args.max_pool, tracking=not args.no_mlflow,
-        cdqn=CDQNConfig(env_steps=args.steps, gamma=args.gamma, batch_size=args.batch_size),
+        cdqn=CDQNConfig(env_steps=args.steps, gamma=args.gamma, batch_size=args.batch_size,
+                        warmup_steps=warmup),
     )  # fmt: skip
     result = run_slate_job(job)
     s = result["summary"]
-    print(f"{args.policy} k={args.k}, {len(args.seeds)} seed(s), {args.episodes} users each: "
+    users = args.episodes or "all test"
+    print(f"{args.policy} k={args.k}, {len(args.seeds)} seed(s), {users} users each: "
           f"reward {s['reward_mean']:.3f} ± {s['reward_std']:.3f}, "
           f"ctr {s['ctr_mean']:.3f} ± {s['ctr_std']:.3f}")  # fmt: skip
     print("wrote " + ", ".join(result["files"]))

@@ -1,12 +1,15 @@
 """`recrl slate`: train (where it applies) and evaluate a slate policy against simulated users.
 
-Policies: ``cdqn`` (cascading DQN on the learned reward, GAN-CDQN), ``rwd1`` (the same on
-±1 rewards, GAN-RWD1), ``greedy`` (top-k by the user model's utility, GAN-Greedy),
-``random``. Training uses the environment of ``user_model`` on the train users' page views;
-evaluation (paper Table 3: mean reward per step per user, CTR) uses ``test_user_model`` on the
-test users' page views — the test environment, fitted on test users only
-(``recrl usermodel fit --fit-on test``). Results: ``slate_results.csv`` and a PNG in
-``out_dir``, and an MLflow run (``slate/reward``, ``slate/ctr``, ``slate/train_*``).
+Policies: ``cdqn`` (cascading DQN on the learned reward, GAN-CDQN), ``rwd1`` (the same on ±1
+rewards, GAN-RWD1), ``gdqn`` (additive Q, GAN-GDQN) — all three trained with RLlib
+(`pipelines.slate.slate_q_training`) —, ``offline`` (DQN-Off: the cascading Q-networks
+fitted on the training users' logged page views alone, `pipelines.slate.offline_slate_q`),
+``greedy`` (top-k by the user model's utility, GAN-Greedy) and ``random``. Training uses the
+environment of ``user_model`` on the train users' page views; evaluation (paper Table 3:
+mean reward per step per user, CTR) uses ``test_user_model`` on the test users' page views —
+the test environment, fitted on test users only (``recrl usermodel fit --fit-on test``).
+Results: ``slate_<policy>_k<k>.csv`` and a PNG in ``out_dir``, and an MLflow run
+(``slate/reward``, ``slate/ctr``, ``slate/train_*``).
 """
 
 from __future__ import annotations
@@ -20,14 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from envs.user_model_env import UserModelEnv, UserModelEnvConfig
-from models.slate.policies import CascadingQPolicy, GreedyUserModelPolicy, RandomSlatePolicy
-from models.user_model.checkpoint import load_user_model
+from models.slate.policies import GreedyUserModelPolicy, RandomSlatePolicy
+from models.user_model.checkpoint import LoadedUserModel, load_user_model
+from models.user_model.data import DisplaySetArrays
 from pipelines.display_sets.records import load_display_sets
-from pipelines.slate.cdqn_loop import CDQNConfig, evaluate_policy, item_feature_table, train_cdqn
+from pipelines.slate.evaluation import evaluate_policy, item_feature_table
+from pipelines.slate.offline_slate_q import train_offline_slate_q
+from pipelines.slate.slate_q_config import CDQNConfig
+from pipelines.slate.slate_q_training import ModuleSlatePolicy, train_slate_q
 from pipelines.tracking import NullTracker, Tracker
 
 logger = logging.getLogger(__name__)
-POLICIES = ("cdqn", "rwd1", "greedy", "random")
+POLICIES = ("cdqn", "rwd1", "gdqn", "greedy", "random", "offline")
 
 
 @dataclass(frozen=True)
@@ -39,15 +46,15 @@ class SlateJob:
     user_model: str
     """user_model.pt of the training environment."""
     policy: str = "cdqn"
-    """cdqn, rwd1, greedy or random."""
+    """cdqn, rwd1, gdqn, greedy, random or offline (see `POLICIES`)."""
     out_dir: str = "runs/slate"
     """Folder for the CSV and the PNG."""
     test_user_model: str | None = None
     """user_model.pt of the test environment (None: ``user_model``, with a warning)."""
     k: int = 5
     """Slate size."""
-    episodes: int = 1000
-    """Simulated test users per seed (paper: 1,000)."""
+    episodes: int | None = 1000
+    """Simulated test users per seed (paper: 1,000); None: each test user once."""
     episode_length: int = 10
     """Page views per simulated user."""
     max_pool: int = 512
@@ -55,7 +62,7 @@ class SlateJob:
     seeds: tuple[int, ...] = (0,)
     """One training + evaluation per seed."""
     cdqn: CDQNConfig = field(default_factory=CDQNConfig)
-    """Training settings of cdqn / rwd1."""
+    """Training settings of cdqn / rwd1 / gdqn / offline (offline: env_steps = updates)."""
     tracking: bool = True
     """Log to MLflow."""
 
@@ -64,16 +71,27 @@ class SlateJob:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}: {self.policy!r}")
 
 
-def _policy(job: SlateJob, env: UserModelEnv, seed: int, log):
+def _policy(job: SlateJob, loaded: LoadedUserModel, views: DisplaySetArrays,
+            env_config: UserModelEnvConfig, seed: int, log):  # fmt: skip
+    """The policy of ``job`` for one seed, trained on the training users when it learns."""
     if job.policy == "random":
         return RandomSlatePolicy(job.k, seed=seed)
     if job.policy == "greedy":
-        return GreedyUserModelPolicy(env.model, job.k)
+        return GreedyUserModelPolicy(loaded.model, job.k)
     config = dataclasses.replace(
-        job.cdqn, seed=seed, reward="pm1" if job.policy == "rwd1" else "learned"
-    )
-    network = train_cdqn(env, config, on_log=log)
-    return CascadingQPolicy(network, item_feature_table(env))
+        job.cdqn, seed=seed,
+        reward="pm1" if job.policy == "rwd1" else "learned",
+        q_form="additive" if job.policy == "gdqn" else "cascading",
+    )  # fmt: skip
+    progress = logger.isEnabledFor(logging.INFO)
+    if job.policy == "offline":
+        features = item_feature_table(loaded.model).numpy()
+        module = train_offline_slate_q(views, loaded, features, job.k, config, on_log=log,
+                                       progress=progress)  # fmt: skip
+    else:
+        module = train_slate_q(lambda: UserModelEnv(loaded, views, env_config), config,
+                               on_log=log, progress=progress)  # fmt: skip
+    return ModuleSlatePolicy(module, state_model=loaded.model)
 
 
 def run_slate_job(job: SlateJob) -> dict[str, Any]:
@@ -96,14 +114,13 @@ def run_slate_job(job: SlateJob) -> dict[str, Any]:
         for seed in job.seeds:
             env_config = UserModelEnvConfig(slate_size=job.k, episode_length=job.episode_length,
                                             max_pool=job.max_pool, seed=seed)  # fmt: skip
-            train_env = UserModelEnv(train_model, dataset.splits["train"], env_config)
             test_env = UserModelEnv(test_model, dataset.splits["test"], env_config)
 
             def log(step: int, metrics: dict[str, float], seed=seed) -> None:
                 names = {k: f"slate/train_{k.replace('/', '_')}/seed{seed}" for k in metrics}
                 tracker.log_metrics({names[k]: v for k, v in metrics.items()}, step)
 
-            policy = _policy(job, train_env, seed, log)
+            policy = _policy(job, train_model, dataset.splits["train"], env_config, seed, log)
             result = evaluate_policy(test_env, policy, job.episodes, seed=10_000 + seed)
             rows.append({"policy": job.policy, "k": job.k, "seed": seed, **result})
             tracker.log_metrics({f"slate/{k}": v for k, v in result.items()}, step=seed)
