@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from pipelines.commands import bandit as bandit_command
+from pipelines.commands import mlflow_sync as mlflow_sync_command
 from pipelines.commands import slate as slate_command
 from pipelines.commands import submit as submit_command
 from pipelines.commands import train as train_command
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     slate_command.register(commands)
     bandit_command.register(commands)
     submit_command.register(commands)
+    mlflow_sync_command.register(commands)
     return parser
 
 

@@ -17,6 +17,13 @@ def format_train_result(config, result) -> str:
             popular = result.popularity_test_metrics.get(name, float("nan"))
             lines.append(f"{name:<18} {model:>12.4f} {popular:>12.4f}")
     lines.append(f"evaluation took {result.eval_share:.0%} of the job's time")
+    learners = result.learners
+    if learners and result.seconds_training:
+        nodes = len({learner["node_id"] for learner in learners})
+        lines.append(
+            f"training: {result.updates / result.seconds_training:.1f} updates/s on "
+            f"{len(learners)} learner(s), {nodes} node(s), {learners[0]['device']}"
+        )
     lines.append(f"checkpoint: {result.checkpoint}; figure: {result.run_dir / 'stability.png'}")
     if config.tracking:
         lines.append(f"MLflow run {result.run_id}: open the dashboard with `{dashboard_command()}`")

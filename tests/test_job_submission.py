@@ -2,24 +2,15 @@
 ``recrl`` job submitted through `pipelines.jobs.submit`, polled to SUCCEEDED, its logs
 retrieved, and the head stopped afterwards (issue 4, part 5).
 
-The head runs as its own ``ray start --head --block`` process group with its own ports and
-temp dir, so it neither joins nor disturbs the session Ray runtime of other tests or any
-other Ray on the machine; ``ray stop`` is never used (it would stop every Ray here).
+The head (`tests.ray_cluster`) runs as its own ``ray start --head --block`` process group with
+its own ports and temp dir, so it neither joins nor disturbs the session Ray runtime of other
+tests or any other Ray on the machine; ``ray stop`` is never used (it would stop every Ray here).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-import os
-import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,91 +18,17 @@ import pytest
 
 from envs.session_generator import SessionGeneratorConfig, write_generated_dataset
 from pipelines import cli, jobs
+from tests.ray_cluster import RAY_CLI, LocalRayCluster, RayNode, free_ports
 
 REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
-RAY_CLI = shutil.which("ray", path=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
 START_TIMEOUT_S = 90
 JOB_TIMEOUT_S = 240
-STOP_TIMEOUT_S = 10
-HEAD_MARKER = "RECRL_TEST_RAY_HEAD"
 
 
 def needs_ray_head(test):
     """Starts a Ray head: marked `ray`, skipped only where the `ray` command is missing."""
     skip = pytest.mark.skipif(RAY_CLI is None, reason="the `ray` command line is not installed")
     return pytest.mark.ray(skip(test))
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct ports that are free now (held open together while choosing)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def _free_port_range(size: int) -> int:
-    """The first port of ``size`` consecutive free ports, for Ray's workers."""
-    for _ in range(200):
-        base = int.from_bytes(os.urandom(2), "big") % 20000 + 20000
-        with contextlib.ExitStack() as stack:
-            try:
-                for port in range(base, base + size):
-                    s = stack.enter_context(socket.socket())
-                    s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return base
-    raise RuntimeError(f"no {size} consecutive free ports")
-
-
-def _processes_of(marker: str) -> list[str]:
-    """Live processes (zombies excluded) that name ``marker`` in their command line or
-    carry it in their environment: every process of the head inherits ``HEAD_MARKER``,
-    including workers whose titles Ray rewrites and job drivers in their own sessions."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
-            environ = (proc / "environ").read_bytes().split(b"\0")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        mine = marker.encode() in cmdline or f"{HEAD_MARKER}={marker}".encode() in environ
-        if mine and state != "Z":
-            found.append(f"{proc.name}: {cmdline[:200].decode(errors='replace')}")
-    return found
-
-
-def _stop(head: subprocess.Popen, marker: str) -> None:
-    """SIGTERM the ``--block`` process (it then stops the processes of its node), wait,
-    SIGKILL its process group when needed, then whatever else is still ours."""
-    head.terminate()
-    try:
-        head.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        head.kill()
-        head.wait(timeout=10)
-    deadline = time.monotonic() + 10
-    while _processes_of(marker) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    with contextlib.suppress(ProcessLookupError):  # what outlived the leader in its group
-        os.killpg(head.pid, signal.SIGKILL)
-    for line in _processes_of(marker):  # and outside it
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(line.split(":", 1)[0]), signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while _processes_of(marker) and time.monotonic() < deadline:
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -121,73 +38,38 @@ def ray_head():
     It uses Ray token authentication (the default of `ray start --head` where a token
     exists) with a token of its own, which this process then presents.
     """
-    temp_dir = tempfile.mkdtemp(dir="/tmp", prefix="rj")
-    (gcs, dashboard, client, node_manager, object_manager, agent_listen, agent_grpc,
-     metrics, runtime_env_agent) = _free_ports(9)  # fmt: skip
-    workers = _free_port_range(60)
-    command = [
-        RAY_CLI, "start", "--head", "--block",
-        "--node-ip-address", "127.0.0.1",
-        "--port", str(gcs),
-        "--dashboard-host", "127.0.0.1",
-        "--dashboard-port", str(dashboard),
-        "--include-dashboard", "true",
-        "--num-cpus", "2",
-        "--num-gpus", "0",
-        "--object-store-memory", str(256 * 1024 * 1024),
-        "--ray-client-server-port", str(client),
-        "--node-manager-port", str(node_manager),
-        "--object-manager-port", str(object_manager),
-        "--dashboard-agent-listen-port", str(agent_listen),
-        "--dashboard-agent-grpc-port", str(agent_grpc),
-        "--metrics-export-port", str(metrics),
-        "--runtime-env-agent-port", str(runtime_env_agent),
-        "--min-worker-port", str(workers),
-        "--max-worker-port", str(workers + 59),
-        "--temp-dir", temp_dir,
-        "--disable-usage-stats",
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    token = secrets.token_hex(32)
-    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
-    env[HEAD_MARKER] = temp_dir
+    cluster = LocalRayCluster()
     monkeypatch = pytest.MonkeyPatch()
     for key in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"):
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("RAY_AUTH_TOKEN", token)
-    # The job's `python` must be this interpreter (the one with recrl's dependencies).
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    log = open(Path(temp_dir) / "head.log", "w")  # noqa: SIM115 (closed in finally)
-    head = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )
-    address = f"http://127.0.0.1:{dashboard}"
+    monkeypatch.setenv("RAY_AUTH_TOKEN", cluster.env_extra["RAY_AUTH_TOKEN"])
     try:
-        _wait_for_job_server(address, head, Path(temp_dir) / "head.log")
-        assert _processes_of(temp_dir), "the leftover check below would see nothing"
-        yield address
+        head = cluster.start_head(num_cpus=2, dashboard=True)
+        _wait_for_job_server(cluster.dashboard_address, head)
+        assert cluster.leftovers(), "the leftover check below would see nothing"
+        yield cluster.dashboard_address
     finally:
         try:
-            _stop(head, temp_dir)
-            log.close()
-            left = _processes_of(temp_dir)
+            left = cluster.stop()
             assert not left, f"processes of the test's Ray head are still alive: {left}"
         finally:
-            shutil.rmtree(temp_dir, ignore_errors=True)
             monkeypatch.undo()
 
 
-def _wait_for_job_server(address: str, head: subprocess.Popen, log: Path) -> None:
+def _wait_for_job_server(address: str, head: RayNode) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
-        if head.poll() is not None:
-            pytest.fail(f"`ray start --head` exited ({head.returncode}):\n{log.read_text()}")
+        if head.process.poll() is not None:
+            pytest.fail(f"`ray start --head` exited ({head.process.returncode}):\n"
+                        f"{head.log.read_text()}")  # fmt: skip
         try:
             jobs.connect(address)
             return
         except jobs.JobSubmissionError as exc:
             if time.monotonic() > deadline:
-                pytest.fail(f"no job server after {START_TIMEOUT_S} s: {exc}\n{log.read_text()}")
+                pytest.fail(
+                    f"no job server after {START_TIMEOUT_S} s: {exc}\n{head.log.read_text()}"
+                )
         time.sleep(1.0)
 
 
@@ -267,7 +149,7 @@ def test_address_resolution_and_unreachable_cluster(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "head:8265")
     assert jobs.resolve_address() == "http://head:8265"
     assert jobs.resolve_address("https://x:1/") == "https://x:1"
-    (port,) = _free_ports(1)  # nothing listens there
+    (port,) = free_ports(1)  # nothing listens there
     with pytest.raises(
         jobs.ClusterUnreachableError, match=f"(?s)127.0.0.1:{port}.*ray start --head"
     ):

@@ -136,3 +136,51 @@ def test_wrong_sequence_length_is_reported():
     encoder = make_encoder()
     with pytest.raises(ValueError, match="max_len"):
         encoder.encode(torch.zeros(2, L + 1, dtype=torch.long), torch.ones(2, dtype=torch.long))
+
+
+def _explicit_attention(attn, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """The attention written out: softmax(QKᵀ/√d + mask)·V, the mask a large negative
+    constant on blocked entries (as SASRec's reference code does), per head."""
+    batch, length, hidden = x.shape
+    heads = attn.num_heads
+    q, k, v = attn.qkv(x).view(batch, length, 3, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+    scores = q @ k.transpose(-1, -2) / (hidden // heads) ** 0.5  # [B, heads, L, L]
+    scores = scores.masked_fill(~allowed, -(2.0**32))
+    y = scores.softmax(dim=-1) @ v
+    return attn.out(y.transpose(1, 2).reshape(batch, length, hidden))
+
+
+@pytest.mark.parametrize("num_heads,num_blocks", [(1, 1), (4, 2)])
+def test_sdpa_encoder_equals_explicit_attention_with_padding_and_empty_history(
+    num_heads, num_blocks, monkeypatch
+):
+    """The encoder through `scaled_dot_product_attention` gives the state vectors the
+    explicit masked softmax gives, for full, partial, one-item and empty histories."""
+    from models.sasrec import encoder as encoder_module
+
+    encoder = make_encoder(num_heads=num_heads, num_blocks=num_blocks)
+    state, state_len = left_padded(ROWS)
+    with torch.no_grad():
+        sdpa = encoder.encode(state, state_len)
+        sdpa_sequence = encoder.encode_sequence(state, state_len)
+        monkeypatch.setattr(encoder_module.MultiHeadSelfAttention, "forward", _explicit_attention)
+        explicit = encoder.encode(state, state_len)
+        explicit_sequence = encoder.encode_sequence(state, state_len)
+    torch.testing.assert_close(sdpa, explicit, rtol=1e-5, atol=1e-6)
+    real = encoder.real_positions(state_len)
+    torch.testing.assert_close(sdpa_sequence[real], explicit_sequence[real], rtol=1e-5, atol=1e-6)
+    # The fully padded row (empty history) is the learned empty vector on both paths.
+    assert torch.equal(sdpa[3], encoder.empty_state) and torch.equal(explicit[3], sdpa[3])
+    assert torch.isfinite(sdpa_sequence).all() and torch.isfinite(explicit_sequence).all()
+
+
+def test_bf16_autocast_encoder_stays_close_to_float32():
+    encoder = make_encoder(num_heads=2)
+    state, state_len = left_padded(ROWS)
+    with torch.no_grad():
+        full = encoder.score_all(state, state_len)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = encoder.score_all(state, state_len)
+    assert half.dtype == torch.bfloat16 and torch.isfinite(half).all()
+    # bf16 keeps 8 bits of mantissa: scores of order 1 agree to a few hundredths.
+    torch.testing.assert_close(half.float(), full, rtol=0.05, atol=0.05)

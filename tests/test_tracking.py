@@ -14,6 +14,7 @@ from pipelines.tracking import (
     DEFAULT_TRACKING_URI,
     MAX_PARAM_VALUE_LENGTH,
     NullTracker,
+    RetryPolicy,
     Tracker,
     TrackingUnavailableError,
     dashboard_command,
@@ -147,6 +148,7 @@ def test_outage_after_start_is_counted_and_warned_once(tracker, store, monkeypat
     def down(*args, **kwargs):
         raise ConnectionError("tracking server down")
 
+    tracker.retry = RetryPolicy(first_backoff_s=0.01, probe_interval_s=0)
     monkeypatch.setattr(tracker._client, "log_batch", down)
     with caplog.at_level(logging.WARNING, logger="pipelines.tracking"):
         for step in range(3):

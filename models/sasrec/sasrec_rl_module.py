@@ -32,6 +32,7 @@ from models.sasrec.augment import AugmentConfig
 from models.sasrec.encoder import SASRecConfig
 from models.sasrec.network import ObjectiveInputs, SASRecQNetwork, objective_inputs
 from models.sasrec.objective_config import SASRecObjectiveConfig
+from models.sasrec.precision import autocast_dtype
 
 OBJECTIVE_INPUTS = "objective_inputs"
 """`_forward_train` output: the `ObjectiveInputs` of the trained network."""
@@ -64,11 +65,15 @@ def sasrec_model_config(
     objective: SASRecObjectiveConfig,
     seed: int,
     item_popularity: list[float] | None = None,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """The ``model_config`` of `SASRecRLModule`: plain dicts, so that RLlib can copy, pickle
     and print it. ``item_popularity`` [I] (train counts) is only needed by the popularity
-    negative sampler and the SA2C propensity factor; leave it out otherwise (it is large)."""
+    negative sampler and the SA2C propensity factor; leave it out otherwise (it is large).
+    ``precision`` is one of `models.sasrec.precision.PRECISIONS` (training passes only)."""
+    autocast_dtype(precision, "cpu")  # fails here, not in a remote learner
     return {
+        "precision": precision,
         "n_items": int(n_items),
         "encoder": dataclasses.asdict(encoder),
         "objective": dataclasses.asdict(objective),
@@ -106,6 +111,8 @@ class SASRecRLModule(TorchRLModule):
         self.encoder_config = encoder_config(config["encoder"])
         self.objective = objective_config(config["objective"])
         self.seed = int(config.get("seed", 0))
+        self.precision = str(config.get("precision", "auto"))
+        autocast_dtype(self.precision, "cpu")  # validates the name
         self.num_updates = 0
         """Gradient updates applied so far (the objective's ``step``); saved with the state."""
         popularity = config.get("item_popularity")
@@ -180,8 +187,10 @@ class SASRecRLModule(TorchRLModule):
         other = self.networks[1 - index] if len(self.networks) == 2 else None
         device = batch[B.STATE].device
         generator = self._generator(device, step)
-        # bf16 autocast on GPU (SPEC §3); the objectives compute their losses in float32.
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        # bf16 autocast on GPU by default (SPEC §3); the objectives compute their losses in
+        # float32 whatever the dtype of these outputs.
+        dtype = autocast_dtype(self.precision, device.type)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             inputs: ObjectiveInputs = objective_inputs(
                 trained, other, batch, self.objective, generator
             )

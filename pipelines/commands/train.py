@@ -22,7 +22,10 @@ warmup_steps, double_q, tau, ...).
 
 examples:
   recrl train --variant sasrec_ccql --data data/rc15 --set n_neg=20 --set cql_alpha=0.05
-  recrl train --variant sa2c --data data/rc15 --num-learners 2 --gpus-per-learner 0.5
+  recrl train --variant sa2c --data data/rc15 --num-learners 2 --num-gpus-per-learner 0.5
+  # on a cluster whose nodes offer one learner_slot each: one learner per node
+  RAY_ADDRESS=head:6379 recrl train --data data/rc15 --num-learners 2 \\
+      --learner-resource learner_slot=1
   mlflow ui --backend-store-uri sqlite:///mlruns.db     # then open http://127.0.0.1:5000
 """
 
@@ -51,7 +54,27 @@ def register(commands) -> None:
     p.add_argument("--steps", type=int, help="total gradient updates (TrainConfig default 4000)")
     p.add_argument("--eval-interval", type=int, help="updates between val evaluations")
     p.add_argument("--num-learners", type=int, help="RLlib learner actors (0: in-process)")
-    p.add_argument("--gpus-per-learner", type=float, help="GPU fraction per learner")
+    p.add_argument(
+        "--num-gpus-per-learner",
+        "--gpus-per-learner",
+        dest="num_gpus_per_learner",
+        type=float,
+        help="GPUs per learner, fractions allowed (0: CPU)",
+    )
+    p.add_argument("--num-cpus-per-learner", type=float, help="CPUs per remote learner (default 1)")
+    p.add_argument(
+        "--learner-resource",
+        dest="learner_resources",
+        action="append",
+        default=[],
+        metavar="NAME=AMOUNT",
+        help="custom Ray resource each remote learner needs (repeatable)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        help="bf16 autocast of the forward passes: auto = on CUDA only (default)",
+    )
     p.add_argument("--run-dir", type=Path, help="folder for checkpoint and figure")
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     p.set_defaults(handler=run)
@@ -71,13 +94,33 @@ def train_config(args):
         "total_steps": args.steps,
         "eval_interval": args.eval_interval,
         "num_learners": args.num_learners,
-        "num_gpus_per_learner": args.gpus_per_learner,
+        "num_gpus_per_learner": args.num_gpus_per_learner,
+        "num_cpus_per_learner": args.num_cpus_per_learner,
+        "precision": args.precision,
     }
     settings.update({k: v for k, v in flags.items() if v is not None})
+    if args.learner_resources:
+        settings["custom_resources_per_learner"] = {
+            **settings.get("custom_resources_per_learner", {}),
+            **_resources(args.learner_resources),
+        }
     if args.no_mlflow:
         settings["tracking"] = False
     variant = settings.pop("variant", args.variant)
     return TrainConfig.for_variant(variant, args.data, **settings)
+
+
+def _resources(pairs: list[str]) -> dict[str, float]:
+    out = {}
+    for pair in pairs:
+        name, sep, amount = pair.partition("=")
+        try:
+            out[name.strip()] = float(amount)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise SystemExit(f"--learner-resource expects NAME=AMOUNT, got {pair!r}")
+    return out
 
 
 def run(args) -> int:

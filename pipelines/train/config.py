@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from models.sasrec.encoder import SASRecConfig
 from models.sasrec.objective_config import VARIANTS, SASRecObjectiveConfig, objective_for
+from models.sasrec.precision import PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,15 @@ class TrainConfig:
     """RLlib learner actors; 0 trains in the driver process."""
     num_gpus_per_learner: float = 0.0
     """GPUs per learner (fractions allowed); 0 trains on CPU."""
+    num_cpus_per_learner: float | None = None
+    """CPUs each remote learner reserves (fractions allowed); None: RLlib's choice (1 without
+    GPUs, 0 with). On a 2-core machine 0.5 leaves room for the data readers."""
+    custom_resources_per_learner: dict[str, float] = field(default_factory=dict)
+    """Custom Ray resources each remote learner needs, e.g. ``{"learner_slot": 1}`` with one
+    slot per node to put the learners on different nodes (not CPU or GPU)."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """Forward passes in bf16 autocast: ``auto`` on CUDA only (SPEC §3), ``bf16`` everywhere
+    (CPU too), ``fp32`` never. Losses are computed in float32 either way."""
     checkpoint_dir: str | None = None
     """Where checkpoints go; None: ``runs/<variant>-<time>/checkpoints``."""
     experiment: str = "recrl"
@@ -64,6 +74,25 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.num_learners < 0:
+            raise ValueError(f"num_learners must be >= 0, got {self.num_learners}")
+        if self.num_gpus_per_learner < 0:
+            raise ValueError(f"num_gpus_per_learner must be >= 0, got {self.num_gpus_per_learner}")
+        if self.num_gpus_per_learner > 1 and self.num_gpus_per_learner % 1:
+            raise ValueError(
+                f"num_gpus_per_learner={self.num_gpus_per_learner}: a learner gets a fraction "
+                "of one GPU or a whole number of GPUs"
+            )
+        if self.num_cpus_per_learner is not None and self.num_cpus_per_learner < 0:
+            raise ValueError(f"num_cpus_per_learner must be >= 0, got {self.num_cpus_per_learner}")
+        reserved = {"CPU", "GPU"} & set(self.custom_resources_per_learner)
+        if reserved:
+            raise ValueError(
+                f"custom_resources_per_learner may not name {sorted(reserved)}; use "
+                "num_cpus_per_learner / num_gpus_per_learner"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.rank_with == "q" and not self.objective.uses_q:
             raise ValueError(f"rank_with='q' needs a Q head; variant {self.variant} has none")
 

@@ -219,8 +219,9 @@ def algorithm_config(
         raise ValueError(f"meta.json: pad_id {meta['pad_id']} != n_items {meta['n_items']}")
     popularity = meta["item_counts_train"] if needs_item_popularity(config.objective) else None
     model_config = sasrec_model_config(
-        meta["n_items"], config.encoder, config.objective, config.seed, popularity
-    )
+        meta["n_items"], config.encoder, config.objective, config.seed, popularity,
+        precision=config.precision,
+    )  # fmt: skip
     spaces = {
         "observation_space": gym.spaces.Box(0, meta["n_items"], (meta["L"],), np.int32),
         "action_space": gym.spaces.Discrete(meta["n_items"]),
@@ -251,6 +252,10 @@ def algorithm_config(
         .learners(
             num_learners=config.num_learners,
             num_gpus_per_learner=config.num_gpus_per_learner,
+            num_cpus_per_learner=(
+                "auto" if config.num_cpus_per_learner is None else config.num_cpus_per_learner
+            ),
+            custom_resources_per_learner=dict(config.custom_resources_per_learner),
         )
         .offline_data(
             input_=[train] * passes,  # a list: RLlib keeps URIs as they are
@@ -295,6 +300,39 @@ def learner_metrics(result: dict[str, Any]) -> dict[str, float]:
     out.update({new: float(stats[old]) for old, new in renamed.items() if old in stats})
     out[NUM_UPDATES_METRIC] = int(out[NUM_UPDATES_METRIC])
     return out
+
+
+def learner_placements(algo: Algorithm) -> list[dict[str, Any]]:
+    """Where each learner runs and what it holds, ordered by DDP rank: ``rank``, ``node_id``
+    (Ray node), ``device`` and ``weights_sha256``, a digest of the exact bytes of its module
+    state (both networks, the update count). Data-parallel replicas must agree on it."""
+    results = algo.learner_group.foreach_learner(_placement)
+    return sorted((r.get() for r in results), key=lambda placement: placement["rank"])
+
+
+def module_digest(module: SASRecRLModule) -> str:
+    """SHA-256 of the exact bytes of a module's state: every tensor of its state dict (by
+    name) and its update count. Equal digests mean bit-identical weights."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(str(module.num_updates).encode())
+    return digest.hexdigest()
+
+
+def _placement(learner) -> dict[str, Any]:
+    import torch
+
+    dist = torch.distributed
+    return {
+        "rank": dist.get_rank() if dist.is_available() and dist.is_initialized() else 0,
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "device": str(learner._device),
+        "weights_sha256": module_digest(learner.module[DEFAULT_MODULE_ID].unwrapped()),
+    }
 
 
 def scoring_network(algo: Algorithm) -> SASRecRLModule:

@@ -8,7 +8,9 @@ last checkpoint taken while the values were still finite.
 
 A checkpoint folder also holds ``progress.json`` (updates, validation history, curves and
 the MLflow run id), so a job restarted with ``resume_from`` continues the same run and the
-same curves; this is how a Tune trial survives a retry.
+same curves; this is how a Tune trial survives a retry. If the MLflow server is unreachable,
+training goes on and the run folder gets ``mlflow_spool.jsonl`` (see `pipelines.tracking`;
+``recrl mlflow-sync`` uploads it).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pipelines.evaluation import EvalConfig, evaluate, load_eval_split, populari
 from pipelines.prepare.meta import read_meta
 from pipelines.stability_plot import plot_stability
 from pipelines.tracking import NullTracker, Tracker, git_commit
+from pipelines.tracking_spool import SPOOL_FILE
 from pipelines.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -77,6 +80,9 @@ class TrainResult:
     run_id: str | None = None
     seconds_training: float = 0.0
     seconds_evaluating: float = 0.0
+    learners: list[dict[str, Any]] = field(default_factory=list)
+    """Each learner at the last checkpoint: rank, Ray node id, device, weights digest
+    (`pipelines.train.sasrec_algorithm.learner_placements`); also in ``progress.json``."""
 
     @property
     def eval_share(self) -> float:
@@ -113,7 +119,9 @@ def train(
     val = load_eval_split(config.data, "val")
     test = load_eval_split(config.data, "test")
 
-    tracker = Tracker(experiment=config.experiment) if config.tracking else NullTracker()
+    # an MLflow outage does not stop training: its writes go to a spool beside the checkpoint
+    spool = run_dir / SPOOL_FILE
+    tracker = Tracker(config.experiment, spool=spool) if config.tracking else NullTracker()
     tags = {"variant": config.variant, "dataset": Path(config.data).name,
             "git.commit": git_commit() or "unknown"}  # fmt: skip
     params = {**config.to_dict(), "data.n_items": meta["n_items"], "data.L": meta["L"]}
@@ -122,6 +130,7 @@ def train(
     progress = _read_progress(resume_from) if resume_from else None
 
     ensure_ray()
+    _check_resources(config)
     if progress and progress.get("run_id") and config.tracking:
         result.run_id = tracker.resume(progress["run_id"])
     else:
@@ -158,6 +167,7 @@ def train(
                 tracker.log_artifact(str(figure))
             algo.stop()
         tracker.log_metrics({"time/eval_share": result.eval_share}, step=result.updates)
+    result.run_id = tracker.resolve(result.run_id)  # a placeholder uploaded meanwhile
     return result
 
 
@@ -238,12 +248,29 @@ def _score_fn(network, head: str):
     return score
 
 
+def _check_resources(config: TrainConfig) -> None:
+    """A GPU request the cluster cannot meet fails here with a clear message, instead of in
+    RLlib's device assertion or as learners waiting forever for a GPU."""
+    import ray
+
+    from pipelines.train.device import check_gpu_request
+
+    check_gpu_request(config, ray.cluster_resources().get("GPU", 0.0))
+
+
 def _save(algo, checkpoint: Path, result: TrainResult, history: dict) -> None:
+    from pipelines.train.sasrec_algorithm import learner_placements
+
     staging = checkpoint.with_name(checkpoint.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     algo.save_to_path(str(staging.resolve()))
+    result.learners = learner_placements(algo)
+    if len({learner["weights_sha256"] for learner in result.learners}) > 1:
+        # DDP averages the gradients, so replicas stay bit-identical; if they do not, the
+        # checkpoint (the first learner's state) is not what the others trained.
+        logger.error("data-parallel learners hold different weights: %s", result.learners)
     progress = {"updates": result.updates, "run_id": result.run_id,
-                "val_history": result.val_history,
+                "val_history": result.val_history, "learners": result.learners,
                 "history": {name: points for name, points in history.items()}}  # fmt: skip
     (staging / PROGRESS_FILE).write_text(json.dumps(progress))
     shutil.rmtree(checkpoint, ignore_errors=True)

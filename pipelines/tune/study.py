@@ -23,6 +23,11 @@ from pipelines.tune.kinds import KINDS, TrialKind
 
 SEARCH_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 """``grid`` and ``choice`` take a list; the others ``[low, high]``."""
+NO_TUNE_TRIAL = {
+    "slate": "recrl slate --policy cdqn --k K --data SETS --user-model UM.pt "
+    "--test-user-model TEST_UM.pt --gamma G --steps N --seeds 0 1 2 --episodes 0",
+}
+"""Trainables a study may name but ``recrl tune`` cannot run yet: the command of one point."""
 
 
 class StudyError(ValueError):
@@ -180,6 +185,11 @@ def study_from_dict(raw: dict[str, Any], source: str = "<study>") -> StudyConfig
     """`StudyConfig` from a parsed mapping; every error names ``source`` and the key."""
     raw = dict(raw)
     trainable = str(raw.get("trainable", "sasrec"))
+    if trainable in NO_TUNE_TRIAL:
+        raise StudyError(
+            f"{source}: `recrl tune` has no {trainable} trial yet; run one point of the study "
+            f"with: {NO_TUNE_TRIAL[trainable]}"
+        )
     if trainable not in KINDS:
         raise StudyError(f"{source}: trainable {trainable!r} is not one of {sorted(KINDS)}")
     top = {f.name for f in dataclasses.fields(StudyConfig)} - {"source"}
