@@ -182,18 +182,24 @@ from ray.job_submission import JobSubmissionClient
 print(JobSubmissionClient(sys.argv[1]).get_job_status(sys.argv[2]).value)
 PY
 }
-status=""
-while true; do
-    status="$(job_status)"
-    case "$status" in
-        SUCCEEDED) break ;;
-        FAILED|STOPPED)
-            "$ray_cli" job logs --address "$address" "$job_id" | tail -40
-            die "the job ended $status" ;;
-    esac
-    (($(date +%s) - tj < job_timeout_s)) || die "the job is still '$status' after ${job_timeout_s}s"
-    sleep 5
-done
+# Poll job $job_id at $address until it succeeds; print its log tail and die otherwise.
+wait_for_job() {
+    local label=$1 started status
+    started=$(date +%s)
+    while true; do
+        status="$(job_status)"
+        case "$status" in
+            SUCCEEDED) return 0 ;;
+            FAILED|STOPPED)
+                "$ray_cli" job logs --address "$address" "$job_id" | tail -40
+                die "the $label ended $status" ;;
+        esac
+        (($(date +%s) - started < job_timeout_s)) \
+            || die "the $label is still '$status' after ${job_timeout_s}s"
+        sleep 5
+    done
+}
+wait_for_job job
 job_s=$(($(date +%s) - tj))
 "$ray_cli" job logs --address "$address" "$job_id" >"$state/job.log"
 grep -q "sasrec_ccql after $train_steps updates - test split:" "$state/job.log" \
@@ -235,18 +241,7 @@ if [[ "${SMOKE_COMPOSE:-1}" == 1 ]]; then
     job_id="recrl-compose-$run_id"
     "$ray_cli" job submit --address "$address" --submission-id "$job_id" --no-wait -- \
         recrl demo --workdir /home/ray/data/demo --steps "$train_steps"
-    tj=$(date +%s)
-    while true; do
-        status="$(job_status)"
-        case "$status" in
-            SUCCEEDED) break ;;
-            FAILED|STOPPED)
-                "$ray_cli" job logs --address "$address" "$job_id" | tail -40
-                die "the compose job ended $status" ;;
-        esac
-        (($(date +%s) - tj < job_timeout_s)) || die "compose job still '$status'"
-        sleep 5
-    done
+    wait_for_job "compose job"
     # The run is in PostgreSQL behind the MLflow server, with its metric history.
     "$python" - "http://127.0.0.1:$mlflow_port" <<'PY' || die "the run is not on the MLflow server"
 import sys
