@@ -7,6 +7,9 @@
 
     python benchmarks/train_bench.py --data data/rc15 --throughput-steps 200
     python benchmarks/train_bench.py --data data/rc15 --quality-steps 6000 --seeds 0 1
+
+On a GPU, `--num-gpus-per-learner 1` runs both sides on CUDA, with the forward passes in
+the precision of `--precision` (`auto`: bf16 autocast on CUDA, as training does).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from models.objectives import sample_negatives  # noqa: E402
 from models.sasrec.encoder import SASRecConfig  # noqa: E402
 from models.sasrec.loss import sasrec_objective  # noqa: E402
 from models.sasrec.network import SASRecQNetwork, objective_inputs  # noqa: E402
+from models.sasrec.precision import PRECISIONS, autocast_dtype  # noqa: E402
 from pipelines.prepare.meta import read_meta  # noqa: E402
 from pipelines.prepare.stages import list_to_matrix  # noqa: E402
 from pipelines.train.config import TrainConfig  # noqa: E402
@@ -38,7 +42,7 @@ logger = logging.getLogger("train_bench")
 COLUMNS = ("state", "state_len", "action", "reward", "done", "next_state", "next_state_len")
 
 
-def load_train_tensors(data: str) -> dict[str, torch.Tensor]:
+def load_train_tensors(data: str, device: torch.device) -> dict[str, torch.Tensor]:
     table = pq.read_table(f"{data}/train", columns=list(COLUMNS))
     out = {}
     for name in COLUMNS:
@@ -47,30 +51,35 @@ def load_train_tensors(data: str) -> dict[str, torch.Tensor]:
             out[name] = torch.from_numpy(list_to_matrix(column).astype(np.int64))
         else:
             out[name] = torch.from_numpy(column.to_numpy(zero_copy_only=False).copy())
-    return out
+    return {name: tensor.to(device) for name, tensor in out.items()}
 
 
 def plain_torch_updates_per_s(config: TrainConfig, meta: dict, steps: int) -> float:
-    """The same network, loss and batch size as the RLlib path, in a bare loop."""
+    """The same network, loss, batch size, device and precision as the RLlib path, in a bare
+    loop (the training split sits on the device, so batches cost an index, as they would in
+    the best hand-written loop)."""
     torch.manual_seed(config.seed)
-    data = load_train_tensors(config.data)
+    device = torch.device("cuda" if config.num_gpus_per_learner > 0 else "cpu")
+    data = load_train_tensors(config.data, device)
     n_items = meta["n_items"]
     encoder = SASRecConfig(**{**config.encoder.__dict__, "max_len": meta["L"]})
-    networks = [SASRecQNetwork(n_items, encoder) for _ in range(2)]
+    networks = [SASRecQNetwork(n_items, encoder).to(device) for _ in range(2)]
     params = [p for net in networks for p in net.parameters()]
     optimizer = torch.optim.Adam(params, lr=config.lr)
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    dtype = autocast_dtype(config.precision, device.type)
     objective = config.objective
     n_rows = len(data["action"])
     start = None
     for step in range(steps + 5):
         if step == 5:  # the first updates warm up allocators, as RLlib's first train() does
             start = time.perf_counter()
-        index = torch.randint(0, n_rows, (config.batch_size,), generator=generator)
+        index = torch.randint(0, n_rows, (config.batch_size,), generator=generator, device=device)
         batch = {k: v[index] for k, v in data.items()}
-        coin = int(torch.randint(0, 2, (1,), generator=generator))
+        coin = int(torch.randint(0, 2, (1,), generator=generator, device=device))
         trained, other = networks[coin], networks[1 - coin]
-        inputs = objective_inputs(trained, other, batch, objective, generator)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            inputs = objective_inputs(trained, other, batch, objective, generator)
         negatives = None
         if objective.n_neg:
             negatives = sample_negatives(batch["action"], n_items, objective.n_neg, generator)
@@ -80,6 +89,8 @@ def plain_torch_updates_per_s(config: TrainConfig, meta: dict, steps: int) -> fl
         if config.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     return steps / (time.perf_counter() - start)
 
 
@@ -100,11 +111,17 @@ def rllib_updates_per_s(config: TrainConfig, meta: dict, steps: int) -> float:
 
 
 def quality(
-    data: str, variants: list[str], seeds: list[int], steps: int, rows_file: Path
+    data: str,
+    variants: list[str],
+    seeds: list[int],
+    steps: int,
+    rows_file: Path,
+    **settings,
 ) -> list[dict]:
     """Train each variant × seed for `steps` updates; rows are appended to `rows_file` as they
     finish, and a (variant, seed, steps) already there is not trained again, so a long run
-    can be split across processes or resumed after an interruption."""
+    can be split across processes or resumed after an interruption. ``settings`` (GPU,
+    precision) go to every run's config."""
     from pipelines.train.trainer import train
 
     done = []
@@ -121,9 +138,12 @@ def quality(
                 continue
             config = TrainConfig.for_variant(
                 variant, data, seed=seed, total_steps=steps, eval_interval=max(steps // 6, 1),
-                warmup_steps=min(15_000, steps // 2),
+                warmup_steps=min(15_000, steps // 2), **settings,
             )  # fmt: skip
-            result = train(config)
+            # one folder per (variant, seed), so runs started in the same second never share
+            result = train(
+                config, run_dir=rows_file.parent / "runs" / f"{variant}-seed{seed}-{steps}"
+            )
             best = max(result.val_history, key=lambda r: r["ndcg_20_purchase"])
             final = result.val_history[-1]
             rows.append({
@@ -165,14 +185,30 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
+    parser.add_argument(
+        "--num-gpus-per-learner",
+        type=float,
+        default=0.0,
+        help="GPU share of the learner; > 0 runs both sides of (a) on CUDA",
+    )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="forward-pass precision (auto: bf16 autocast on CUDA only)",
+    )
+    parser.add_argument("--no-mlflow", action="store_true", help="(b) runs log to no MLflow")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     meta = read_meta(args.data)
-    config = TrainConfig.for_variant(args.variant, args.data, tracking=False)
-    report: dict = {"variant": args.variant, "n_items": meta["n_items"]}
+    settings = {"num_gpus_per_learner": args.num_gpus_per_learner, "precision": args.precision}
+    config = TrainConfig.for_variant(args.variant, args.data, tracking=False, **settings)
+    report: dict = {"variant": args.variant, "n_items": meta["n_items"], **settings,
+                    "device": torch.cuda.get_device_name() if args.num_gpus_per_learner else
+                    f"cpu ({torch.get_num_threads()} torch threads)"}  # fmt: skip
     plain, rllib = [], []
     # interleaved, so machine noise hits both sides alike
     for _ in range(args.repeats if args.throughput_steps else 0):
@@ -190,8 +226,15 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.quality_steps:
         rows_file = args.out / "train_quality.jsonl"
+        tracking = {"tracking": False} if args.no_mlflow else {}
         report["quality"] = quality(
-            args.data, args.variants, args.seeds, args.quality_steps, rows_file
+            args.data,
+            args.variants,
+            args.seeds,
+            args.quality_steps,
+            rows_file,
+            **settings,
+            **tracking,
         )
         for row in report["quality"]:
             print(

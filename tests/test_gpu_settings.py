@@ -174,3 +174,36 @@ def test_a_bf16_update_on_cpu_is_finite_and_close_to_float32():
         # Same weights, same batch: only the matmul rounding differs (bf16: 8-bit mantissa).
         assert abs(half - full) <= 0.02 * abs(full) + 1e-3, (name, half, full)
     assert losses["bf16"]["loss/total"] != losses["fp32"]["loss/total"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (run on a GPU machine)")
+def test_a_gpu_modules_evaluation_moves_the_cpu_splits_to_its_device():
+    """A local GPU learner's module scores the CPU-resident splits on the GPU, with the same
+    metrics as its CPU copy (the first GPU run failed here: CPU batches, CUDA weights)."""
+    from pipelines.evaluation import EvalData, evaluate
+    from pipelines.train.trainer import module_device, module_score_fn
+
+    config = _config()
+    cpu_module = algorithm_config(config, META).get_rl_module_spec().build().eval()
+    gpu_module = algorithm_config(config, META).get_rl_module_spec().build().eval()
+    gpu_module.set_state(cpu_module.get_state())
+    gpu_module.to("cuda")
+    rng = np.random.default_rng(0)
+    n = 200
+    data = EvalData(
+        state=torch.from_numpy(rng.integers(0, N_ITEMS, (n, L))).int(),
+        state_len=torch.full((n,), L, dtype=torch.int32),
+        action=torch.from_numpy(rng.integers(0, N_ITEMS, n)).int(),
+        is_buy=torch.from_numpy(rng.random(n) < 0.3),
+        reward=torch.ones(n),
+        n_items=N_ITEMS,
+        pad_id=N_ITEMS,
+        split="val",
+    )
+    assert module_device(gpu_module).type == "cuda"
+    on_gpu = evaluate(module_score_fn(gpu_module, config.rank_with), data,
+                      device=module_device(gpu_module))  # fmt: skip
+    on_cpu = evaluate(module_score_fn(cpu_module, config.rank_with), data, device="cpu")
+    for name in ("hr_20_purchase", "ndcg_20_purchase", "hr_10_click", "ndcg_5_click"):
+        assert on_gpu[name] == pytest.approx(on_cpu[name], abs=2 / n), name
+    assert on_gpu["eval_rows"] == n

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from pipelines.evaluation import EvalConfig, evaluate, load_eval_split, popularity_score_fn
 from pipelines.prepare.meta import read_meta
 from pipelines.stability_plot import plot_stability
@@ -149,8 +151,13 @@ def train(
                          learner_metrics, scoring_network, on_eval)  # fmt: skip
             loop.run()
             start = time.perf_counter()
-            score_fn = _score_fn(scoring_network(algo), config.rank_with)
-            result.test_metrics = evaluate(score_fn, test, EvalConfig(config.eval_batch_size))
+            network = scoring_network(algo)
+            result.test_metrics = evaluate(
+                module_score_fn(network, config.rank_with),
+                test,
+                EvalConfig(config.eval_batch_size),
+                device=module_device(network),
+            )
             popularity = popularity_score_fn(meta["item_counts_train"])
             result.popularity_test_metrics = evaluate(popularity, test, eval_config)
             result.seconds_evaluating += time.perf_counter() - start
@@ -216,8 +223,9 @@ class _Loop:
     def evaluate(self, updates: int, metrics: dict[str, float]) -> None:
         result = self.result
         start = time.perf_counter()
-        score_fn = _score_fn(self.scoring_network(self.algo), self.config.rank_with)
-        scores = evaluate(score_fn, self.val, self.eval_config)
+        network = self.scoring_network(self.algo)
+        score_fn = module_score_fn(network, self.config.rank_with)
+        scores = evaluate(score_fn, self.val, self.eval_config, device=module_device(network))
         result.seconds_evaluating += time.perf_counter() - start
         result.val_history.append({"updates": updates, **scores})
         self.tracker.log_metrics(_prefixed("eval/", scores), step=updates)
@@ -241,7 +249,16 @@ def _check_finite(metrics: dict[str, float], updates: int, checkpoint: Path | No
         )
 
 
-def _score_fn(network, head: str):
+def module_device(network: torch.nn.Module) -> torch.device:
+    """Where ``network``'s weights live: a local learner's module is on the learner's GPU,
+    and the evaluation batches must be moved there (the splits are loaded on the CPU)."""
+    return next(network.parameters()).device
+
+
+def module_score_fn(network, head: str):
+    """Evaluation's score function (`pipelines.evaluation.ScoreFn`) of a SASRec module's
+    ``head`` (``config.rank_with``)."""
+
     def score(state, state_len):
         return network.score_all(state, state_len, head)
 
