@@ -127,7 +127,7 @@ def test_a_two_trial_sweep_uses_both_nodes(cluster, prepared, tmp_path):
     study = {
         "name": "spread", "data": str(prepared), "variants": ["sasrec"], "seeds": [0, 1],
         "fixed": {"total_steps": 20, "eval_interval": 10, "hidden_size": 16, "batch_size": 32},
-        "resources": {"cpu": 0.5, "data_cpu": 0.5, "custom": {"trial_slot": 1}},
+        "resources": {"cpu": 0.5, "data_cpu": 1, "custom": {"trial_slot": 1}},
     }  # fmt: skip
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
     _recrl(cluster, ["tune", str(tmp_path / "study.yaml"), "--storage", str(tmp_path / "sweeps"),

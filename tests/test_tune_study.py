@@ -71,14 +71,24 @@ def test_invalid_studies_fail_naming_the_file_and_the_problem(change, message):
     assert message in str(error.value)
 
 
-def test_concurrency_keeps_cpus_for_the_reads():
-    study = study_from_dict({**BASE, "resources": {"cpu": 1, "data_cpu": 0.5}})
-    assert max_concurrent_trials(study, 4.0) == 2  # (4 - 1 free for reads) / 1.5
-    assert max_concurrent_trials(study, 16.0) == 10
+def test_concurrency_keeps_a_reader_cpu_free_per_running_trial():
+    study = study_from_dict({**BASE, "resources": {"cpu": 1, "data_cpu": 1}})
+    assert max_concurrent_trials(study, 4.0) == 2  # 2 x (1 trial + 1 reader)
+    # 16 CPUs: 8 trials, 8 CPUs free for their readers (with one CPU kept for all readers,
+    # ten trials on an H200 node never reached their first evaluation)
+    assert max_concurrent_trials(study, 16.0) == 8
+    assert max_concurrent_trials(study_from_dict(BASE), 16.0) == 8  # data_cpu defaults to 1
     capped = study_from_dict({**BASE, "max_concurrent_trials": 3})
     assert max_concurrent_trials(capped, 16.0) == 3
     with pytest.raises(StudyError, match=r"Lower resources\.cpu"):
-        max_concurrent_trials(study, 2.0)
+        max_concurrent_trials(study, 1.5)
+    small = study_from_dict({**BASE, "resources": {"cpu": 0.5, "data_cpu": 1}})
+    assert max_concurrent_trials(small, 2.0) == 1  # the 2-CPU CI machine
+
+
+def test_a_reader_gets_at_least_its_actor_and_one_read_task():
+    with pytest.raises(StudyError, match=r"data_cpu is 0\.5; a trial's reader needs at least 1"):
+        study_from_dict({**BASE, "resources": {"cpu": 1, "data_cpu": 0.5}})
 
 
 # --- the report on synthetic curves --------------------------------------------------------

@@ -39,7 +39,7 @@ def test_two_trial_sweep_logs_parent_and_children_and_writes_the_report(
         "name": "two", "data": str(prepared), "variants": ["snqn"],
         "fixed": {"total_steps": 20, "eval_interval": 10, "hidden_size": 16, "batch_size": 32},
         "search": {"n_neg": {"grid": [2, 4]}}, "seeds": [0],
-        "resources": {"cpu": 0.5, "data_cpu": 0.5}, "experiment": "test-sweep",
+        "resources": {"cpu": 0.5, "data_cpu": 1}, "experiment": "test-sweep",
     })  # fmt: skip
     report = run_sweep(study, storage=tmp_path / "sweeps")
 

@@ -17,8 +17,10 @@ a study file (tune_configs/*.yaml) names:
   seeds                       a grid dimension; the report averages over it
   metric, mode                e.g. eval/ndcg_20_purchase, max
   scheduler                   {type: none} or {type: asha, grace_period: 2}
-  resources                   {cpu: 1, gpu: 0.25, data_cpu: 1} per trial; GPU requests are
-                              dropped with a notice when the cluster has no GPU
+  resources                   {cpu: 1, gpu: 0.25, data_cpu: 1} per trial: cpu/gpu for the
+                              trial and its learner, data_cpu (>= 1) kept free for its
+                              Ray Data reader; trials run at once as CPUs allow. GPU
+                              requests are dropped with a notice when the cluster has none
 
 --set KEY=VALUE replaces a top-level key (data, seeds, name, ...) or a fixed setting.
 A crashed trial is retried from its last checkpoint (max_failures); a trial whose losses

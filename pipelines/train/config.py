@@ -10,6 +10,14 @@ from models.sasrec.encoder import SASRecConfig
 from models.sasrec.objective_config import VARIANTS, SASRecObjectiveConfig, objective_for
 from models.sasrec.precision import PRECISIONS
 
+PRE_LEARNER_CPUS = 0.5
+"""CPUs of the reader's pre-learner actor (one per learner)."""
+READ_TASK_CPUS = 0.5
+"""CPUs of each Ray Data read task of the training split. Both are fractional because on a
+2-CPU machine whole CPUs for the reader would starve the learner."""
+READER_CPUS = PRE_LEARNER_CPUS + READ_TASK_CPUS
+"""What one training job's reader needs to make progress: its actor and one read task."""
+
 
 @dataclass(frozen=True)
 class TrainConfig:

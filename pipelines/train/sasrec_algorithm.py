@@ -47,7 +47,7 @@ from models.sasrec.sasrec_rl_module import (
     sasrec_model_config,
 )
 from pipelines.prepare.stages import list_to_matrix
-from pipelines.train.config import TrainConfig
+from pipelines.train.config import PRE_LEARNER_CPUS, READ_TASK_CPUS, TrainConfig
 
 TRAIN_COLUMNS = (B.STATE, B.STATE_LEN, B.ACTION, B.REWARD, B.NEXT_STATE, B.NEXT_STATE_LEN, B.DONE)
 """Columns the objectives read; the reader skips the others."""
@@ -261,15 +261,12 @@ def algorithm_config(
             input_=[train] * passes,  # a list: RLlib keeps URIs as they are
             input_read_method_kwargs={
                 "columns": list(TRAIN_COLUMNS),
-                # Half a CPU each, like the pre-learner: together they fit the one-CPU data
-                # bundle of a Tune trial, and on 2 cores they leave the learner a core.
-                "ray_remote_args": {"num_cpus": 0.5},
+                "ray_remote_args": {"num_cpus": READ_TASK_CPUS},
             },
             map_batches_kwargs={
                 "batch_format": "pyarrow",
                 "concurrency": max(1, config.num_learners),
-                # Fractional: on a 2-CPU machine whole CPUs for the actors starve the reads.
-                "num_cpus": 0.5,
+                "num_cpus": PRE_LEARNER_CPUS,
             },
             iter_batches_kwargs={
                 "prefetch_batches": 2,

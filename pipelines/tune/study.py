@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
+from pipelines.train.config import PRE_LEARNER_CPUS, READ_TASK_CPUS, READER_CPUS
 from pipelines.tune.kinds import KINDS, TrialKind
 
 SEARCH_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
@@ -77,9 +78,9 @@ class TrialResources:
 
     cpu: float = 1.0
     gpu: float = 0.0
-    data_cpu: float = 0.5
-    """CPUs of the second bundle of the trial's placement group, for its Ray Data
-    pre-learner actor (which asks for half a CPU)."""
+    data_cpu: float = READER_CPUS
+    """CPUs kept free in the cluster for the trial's Ray Data reader (its pre-learner actor
+    and read tasks run outside the trial's placement group); at least `READER_CPUS`."""
     custom: dict[str, float] = field(default_factory=dict)
     """Custom Ray resources of the trial's first bundle, e.g. ``{trial_slot: 1}`` where each
     node offers one slot, to spread trials over nodes or pin them to a node type."""
@@ -272,6 +273,12 @@ def _check(study: StudyConfig) -> None:
         )
     if study.resources.cpu <= 0 or study.resources.gpu < 0:
         raise StudyError(f"{source}: resources need cpu > 0 and gpu >= 0")
+    if kind.reads_dataset and study.resources.data_cpu + 1e-9 < READER_CPUS:
+        raise StudyError(
+            f"{source}: resources.data_cpu is {study.resources.data_cpu:g}; a trial's reader "
+            f"needs at least {READER_CPUS:g} (its pre-learner actor, {PRE_LEARNER_CPUS:g}, "
+            f"and a read task, {READ_TASK_CPUS:g}), or it waits forever for a CPU"
+        )
     if {"CPU", "GPU"} & set(study.resources.custom):
         raise StudyError(f"{source}: resources.custom may not name CPU or GPU (use cpu, gpu)")
     reserved = kind.reserved & (set(study.fixed) | set(study.search))

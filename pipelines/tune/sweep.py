@@ -163,38 +163,31 @@ def run_sweep(
     return report
 
 
-READ_CPUS = 1.0
-"""CPUs kept outside every trial's placement group when trials read a dataset: Ray Data
-schedules its file sampling and read tasks with the SPREAD strategy, outside the group
-(measured: with every CPU in trial groups, the first read waits forever)."""
-
-
 def trial_bundles(study: StudyConfig, gpus: float) -> list[dict[str, float]]:
-    """The placement group of one trial. A SASRec trial is two bundles: the trial with its
-    local learner, and its pre-learner actor (Tune's placement group captures the trial's
-    child actors; without the second bundle the reader would wait forever for the CPU the
-    trial holds). A bandit trial is one process: one bundle."""
-    first = {"CPU": study.resources.cpu, "GPU": gpus, **study.resources.custom}
-    if not study.kind.reads_dataset:
-        return [first]
-    return [first, {"CPU": study.resources.data_cpu}]
+    """The placement group of one trial: one bundle, the trial's process with its local
+    learner. A SASRec trial's reader (pre-learner actor, read tasks) is not in it: Ray Data
+    schedules its own tasks and actors outside the group of the process that runs the
+    pipeline (checked on Ray 2.60, and a data bundle stayed empty), so the reader runs on
+    CPUs that `max_concurrent_trials` keeps free."""
+    return [{"CPU": study.resources.cpu, "GPU": gpus, **study.resources.custom}]
 
 
 def max_concurrent_trials(study: StudyConfig, cluster_cpus: float) -> int:
-    """Trials that may run at once: each holds its placement group's CPUs (``cpu`` plus,
-    when it reads a dataset, ``data_cpu``), and trials that read keep `READ_CPUS` free for
-    the reads. Raises `StudyError` when not even one fits."""
+    """Trials that may run at once: each holds ``cpu`` in its placement group and, when it
+    reads a dataset, needs ``data_cpu`` more left free for its reader. Keeping the free CPUs
+    in step with the running trials matters: ten trials on 16 CPUs with one CPU kept free
+    for all their readers never reached their first evaluation (their pre-learner actors
+    could not all start, and those that did left no CPU to the reads).
+    Raises `StudyError` when not even one fits."""
     reads = study.kind.reads_dataset
     per_trial = study.resources.cpu + (study.resources.data_cpu if reads else 0.0)
-    kept = READ_CPUS if reads else 0.0
-    fits = math.floor((cluster_cpus - kept) / per_trial + 1e-9)
+    fits = math.floor(cluster_cpus / per_trial + 1e-9)
     if fits < 1:
         needs = "resources.cpu + resources.data_cpu" if reads else "resources.cpu"
         raise StudyError(
             f"{study.source}: the cluster has {cluster_cpus:g} CPUs; a trial needs "
-            f"{needs} = {per_trial:g} plus {kept:g} left free for Ray Data reads. Lower "
-            "resources.cpu (fractions are fine, e.g. --set 'resources={cpu: 0.5, "
-            "data_cpu: 0.5}') or add CPUs."
+            f"{needs} = {per_trial:g}. Lower resources.cpu (fractions are fine, e.g. --set "
+            "'resources={cpu: 0.5, data_cpu: 1}') or add CPUs."
         )
     return min(fits, study.max_concurrent_trials or fits)
 
