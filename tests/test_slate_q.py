@@ -188,6 +188,31 @@ def test_offline_transitions_follow_the_log():
         offline_transitions(views, LoadedUserModel(model, model, features, {}), k=5, seed=0)
 
 
+def test_a_clicks_successor_may_come_first_when_both_views_share_a_second():
+    """MovieLens rates in bursts: of two views in the same second, the later click's view
+    can be stored first. It is still the successor (its history is this one's plus the
+    click); after a no-click only a later view with the same history is."""
+    from pipelines.slate.offline_slate_q import _successors
+
+    pad = N_ITEMS
+    views = DisplaySetArrays(
+        history=np.array([[0, 3], [pad, 0], [0, 3], [pad, 0]]),
+        shown=np.tile(np.array([[1, 2, 3, 4]]), (4, 1)),
+        click=np.array([0, 2, -1, -1]), user=np.array([5, 5, 5, 9]), pad_id=pad,
+    )  # fmt: skip
+    clicked = views.click != -1
+    next_history = np.array([[3, 1], [0, 3], [0, 3], [pad, 0]])
+    # row 1 clicks item 3 → row 0 (stored before it, same second) or row 2 (later) has
+    # history [0, 3]: the later one wins; row 2's no-click has no later view of [0, 3];
+    # row 0 clicks item 1 → nobody; user 9's no-click is its last view.
+    assert _successors(views, next_history, clicked).tolist() == [-1, 2, -1, -1]
+    only_earlier = DisplaySetArrays(
+        history=views.history[:2], shown=views.shown[:2], click=views.click[:2],
+        user=views.user[:2], pad_id=pad,
+    )  # fmt: skip
+    assert _successors(only_earlier, next_history[:2], clicked[:2]).tolist() == [-1, 0]
+
+
 def test_the_cdqn_study_is_refused_with_the_command_of_one_point():
     from pipelines.tune.study import StudyError, load_study
 

@@ -12,9 +12,9 @@ Each logged page view becomes one transition:
 * r = the user model's learned reward r(s, a) of the clicked item (0 on no-click), as the
   online CDQN is trained on;
 * s' = the state of the history with the click appended (unchanged after a no-click), whose
-  candidates are the shown set of the user's next page view, the first later one with
-  exactly that history; a view with no such successor (the user's last) ends the episode
-  (no bootstrap).
+  candidates are the shown set of the user's next page view: the view whose history is
+  exactly that one (after a no-click, the first later view with the same history); a view
+  with no such successor (the user's last) ends the episode (no bootstrap).
 
 Training makes `CDQNConfig.env_steps` updates of the same `SlateQLearner` on uniform
 minibatches of these transitions (``learner.update(batch=...)``: no EnvRunner, no replay
@@ -71,7 +71,7 @@ def offline_transitions(
     item = np.where(clicked, views.shown[rows, np.maximum(views.click, 0)], pad)
     next_history = np.concatenate([views.history[:, 1:], item[:, None]], axis=1)
     next_history[~clicked] = views.history[~clicked]
-    successor = _successors(views, next_history)
+    successor = _successors(views, next_history, clicked)
     done = successor < 0
     nxt = np.where(done, rows, successor)
     model, reward_model = user_model.model, user_model.reward
@@ -94,11 +94,17 @@ def offline_transitions(
     }
 
 
-def _successors(views: DisplaySetArrays, next_history: np.ndarray) -> np.ndarray:
-    """The first later row of the same user whose history is ``next_history[r]``, or −1.
+def _successors(
+    views: DisplaySetArrays, next_history: np.ndarray, clicked: np.ndarray
+) -> np.ndarray:
+    """The row of the same user whose history is ``next_history[r]``, or −1.
 
-    Rows of one user are in time order, as `recrl usermodel build` writes them. "Later"
-    matters after a no-click, whose next view has the same history as the view itself.
+    A click appends to the history, so the view after a click is the one whose history is
+    ``next_history[r]`` wherever it sits: rows are in time order, but clicks made in the same
+    second (MovieLens rates in bursts) may be in either order, and requiring the successor
+    to come later lost half of MovieLens' transitions. After a no-click the history is
+    unchanged and shared with the view itself and earlier ones, so there it must be the
+    first later row.
     """
     rows_of: dict[tuple[int, bytes], list[int]] = {}
     for r in range(len(views)):
@@ -109,6 +115,10 @@ def _successors(views: DisplaySetArrays, next_history: np.ndarray) -> np.ndarray
         i = bisect.bisect_right(rows, r)
         if i < len(rows):
             out[r] = rows[i]
+        elif clicked[r]:
+            earlier = [row for row in rows[:i] if row != r]
+            if earlier:
+                out[r] = earlier[-1]
     return out
 
 
