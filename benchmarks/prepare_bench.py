@@ -29,7 +29,8 @@ from benchmarks.pandas_baseline import (  # noqa: E402
     generated_events,
     yoochoose_events,
 )
-from envs.session_generator import SessionGeneratorConfig, write_generated_dataset  # noqa: E402
+from envs.generated_dataset import write_generated_dataset  # noqa: E402
+from envs.session_generator import SessionGeneratorConfig  # noqa: E402
 from pipelines.prepare.config import PrepareConfig  # noqa: E402
 from pipelines.prepare.pipeline import prepare  # noqa: E402
 from pipelines.ray_runtime import ensure_ray  # noqa: E402

@@ -235,7 +235,8 @@ def _add_demo(commands) -> None:
 
 
 def _run_generate(args) -> int:
-    from envs.session_generator import SessionGeneratorConfig, write_generated_dataset
+    from envs.generated_dataset import write_generated_dataset
+    from envs.session_generator import SessionGeneratorConfig
 
     config = SessionGeneratorConfig(
         seed=args.seed,
@@ -296,7 +297,8 @@ def _run_stats(args) -> int:
 
 
 def _run_demo(args) -> int:
-    from envs.session_generator import SessionGeneratorConfig, write_generated_dataset
+    from envs.generated_dataset import write_generated_dataset
+    from envs.session_generator import SessionGeneratorConfig
     from pipelines.prepare.pipeline import prepare
 
     generated = args.workdir / "generated"

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from envs.session_generator import SessionGeneratorConfig, load_ground_truth
-from envs.session_generator import write_generated_dataset as write
+from envs.generated_dataset import load_ground_truth
+from envs.generated_dataset import write_generated_dataset as write
+from envs.session_generator import SessionGeneratorConfig
 from envs.user_choice import (
     ClickModelConfig,
     fit_simulator,

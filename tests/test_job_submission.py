@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from envs.session_generator import SessionGeneratorConfig, write_generated_dataset
+from envs.generated_dataset import write_generated_dataset
+from envs.session_generator import SessionGeneratorConfig
 from pipelines import cli, jobs
 from tests.ray_cluster import RAY_CLI, LocalRayCluster, RayNode, free_ports
 

@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from envs.generated_dataset import load_ground_truth, write_generated_dataset
 from envs.session_generator import (
     ARROW_SCHEMA,
     COLUMNS,
@@ -24,8 +25,6 @@ from envs.session_generator import (
     build_ground_truth,
     generate_sessions,
     iter_session_chunks,
-    load_ground_truth,
-    write_generated_dataset,
 )
 
 CONFIG = SessionGeneratorConfig(n_sessions=3000)

@@ -8,7 +8,8 @@ import csv
 import pytest
 import torch
 
-from envs.session_generator import SessionGeneratorConfig, write_generated_dataset
+from envs.generated_dataset import write_generated_dataset
+from envs.session_generator import SessionGeneratorConfig
 from pipelines.cli import main
 
 

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from envs.session_generator import SessionGeneratorConfig, write_generated_dataset
+from envs.generated_dataset import write_generated_dataset
+from envs.session_generator import SessionGeneratorConfig
 from models.user_model.checkpoint import load_user_model
 from pipelines.cli import main
 

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from envs import generated_dataset as written
 from envs import session_generator as gen
 from models.user_model.baselines import PopularityBaseline, softmax_log_likelihood
 from models.user_model.config import UserModelConfig
@@ -69,7 +70,7 @@ def test_fitted_model_is_close_to_the_generator_and_far_above_popularity(
     tmp_path, one_torch_thread
 ):
     config = gen.SessionGeneratorConfig(seed=0, n_sessions=3000, n_items=200)
-    gen.write_generated_dataset(config, tmp_path / "gen")
+    written.write_generated_dataset(config, tmp_path / "gen")
     build_display_sets(
         DisplaySetConfig(
             source="generic",
@@ -81,7 +82,7 @@ def test_fitted_model_is_close_to_the_generator_and_far_above_popularity(
     train, val, test = data.splits["train"], data.splits["val"], data.splits["test"]
 
     # The generator's log-likelihood of each test click given its true hidden taste.
-    truth = gen.load_ground_truth(tmp_path / "gen")
+    truth = written.load_ground_truth(tmp_path / "gen")
     saved = json.loads((tmp_path / "gen" / "generator.json").read_text())["config"]
     assert saved == json.loads(json.dumps(dataclasses.asdict(config)))
     rows = pd.concat(pd.read_parquet(p) for p in sorted((tmp_path / "gen").glob("sessions/*")))
