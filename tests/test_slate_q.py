@@ -4,7 +4,6 @@ no Ray runtime needed."""
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -211,11 +210,3 @@ def test_a_clicks_successor_may_come_first_when_both_views_share_a_second():
         user=views.user[:2], pad_id=pad,
     )  # fmt: skip
     assert _successors(only_earlier, next_history[:2], clicked[:2]).tolist() == [-1, 0]
-
-
-def test_the_cdqn_study_is_refused_with_the_command_of_one_point():
-    from pipelines.tune.study import StudyError, load_study
-
-    path = Path(__file__).parents[1] / "tune_configs" / "cdqn.yaml"
-    with pytest.raises(StudyError, match=r"no slate trial yet.*recrl slate --policy cdqn"):
-        load_study(path)

@@ -55,6 +55,9 @@ def register(commands) -> None:
                    help="random-slate steps before updates (min(500, steps / 10))")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=64, help="transitions per update (64)")
     p.add_argument("--gamma", type=float, default=0.5, help="discount (0.5)")
+    p.add_argument("--eval-interval", type=int, default=0,
+                   help="also evaluate every N training env steps: the learning curve in "
+                   "MLflow (0: at the end only)")  # fmt: skip
     p.add_argument("--out", default="runs/slate", help="folder for CSV and PNG (runs/slate)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     p.set_defaults(handler=run)
@@ -69,7 +72,7 @@ def run(args) -> int:
         data=args.data, user_model=args.user_model, test_user_model=args.test_user_model,
         policy=args.policy, k=args.k, episodes=args.episodes or None,
         episode_length=args.episode_length, seeds=tuple(args.seeds), out_dir=args.out,
-        max_pool=args.max_pool, tracking=not args.no_mlflow,
+        max_pool=args.max_pool, tracking=not args.no_mlflow, eval_interval=args.eval_interval,
         cdqn=CDQNConfig(env_steps=args.steps, gamma=args.gamma, batch_size=args.batch_size,
                         warmup_steps=warmup),
     )  # fmt: skip

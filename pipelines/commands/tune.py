@@ -9,10 +9,12 @@ from pathlib import Path
 _TUNE_EPILOG = """\
 a study file (tune_configs/*.yaml) names:
   name, data, variants        what is trained, on which prepared dataset
-  trainable                   sasrec (default: `recrl train` trials) or bandit (`recrl
-                              bandit` trials: no variants; policy/env are settings)
-  fixed                       settings of every trial (any `recrl train --set` key, or
-                              `recrl bandit --set` key for a bandit study)
+  trainable                   sasrec (default: `recrl train` trials), bandit (`recrl
+                              bandit` trials: no variants; policy/env are settings) or
+                              slate (`recrl slate` trials: policy, k, gamma... settings)
+  fixed                       settings of every trial (any `recrl train --set` key, a
+                              `recrl bandit --set` key for a bandit study, a `recrl slate`
+                              option for a slate study)
   search                      KEY: {grid|choice: [..]} or {uniform|loguniform|randint: [lo, hi]}
   seeds                       a grid dimension; the report averages over it
   metric, mode                e.g. eval/ndcg_20_purchase, max
@@ -33,6 +35,7 @@ examples:
   recrl tune tune_configs/negatives.yaml --set data=data/rc15 --set total_steps=2000
   recrl tune tune_configs/negatives.yaml --resume        # continue an interrupted sweep
   recrl tune tune_configs/bandit_ren_lambda.yaml --set rounds=500   # REN's λ_d on SYN-*
+  recrl tune tune_configs/cdqn.yaml --set env_steps=1000 --set eval_interval=250
   RAY_ADDRESS=http://head:8265 ray job submit --working-dir . -- recrl tune ...
 """
 

@@ -18,6 +18,7 @@ import csv
 import dataclasses
 import logging
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,14 +66,55 @@ class SlateJob:
     """Training settings of cdqn / rwd1 / gdqn / offline (offline: env_steps = updates)."""
     tracking: bool = True
     """Log to MLflow."""
+    eval_interval: int = 0
+    """cdqn / rwd1 / gdqn: also evaluate on the test users every this many training env
+    steps (the learning curve); 0: only at the end."""
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}: {self.policy!r}")
+        if self.eval_interval < 0:
+            raise ValueError(f"eval_interval must be >= 0, got {self.eval_interval}")
+
+    @classmethod
+    def from_settings(cls, data: str, settings: dict[str, Any]) -> SlateJob:
+        """A job from flat settings (a sweep's ``fixed`` + sampled values): `CDQNConfig`
+        fields (``gamma``, ``lr``, ``epsilon_end``, ``env_steps``...) go to ``cdqn``,
+        ``seed`` makes ``seeds`` one seed; unknown keys raise ValueError naming the known."""
+        settings = dict(settings)
+        # the policy decides the reward and the Q form; the seed comes per trial
+        cdqn_fields = {f.name for f in dataclasses.fields(CDQNConfig)} - {
+            "seed", "reward", "q_form"}  # fmt: skip
+        own = {f.name for f in dataclasses.fields(cls)} - {"cdqn", "seeds", "data"}
+        unknown = set(settings) - cdqn_fields - own - {"seed"}
+        if unknown:
+            known = sorted(cdqn_fields | own | {"seed"})
+            raise ValueError(f"unknown slate setting(s) {sorted(unknown)}; known: {known}")
+        cdqn = CDQNConfig(**{k: settings.pop(k) for k in list(settings) if k in cdqn_fields})
+        seeds = (int(settings.pop("seed")),) if "seed" in settings else cls.seeds
+        if settings.get("episodes") == 0:
+            settings["episodes"] = None  # 0: every test user once, as on the command line
+        return cls(data=data, cdqn=cdqn, seeds=seeds, **settings)
+
+    def as_params(self) -> dict[str, Any]:
+        """MLflow params of a job."""
+        return {
+            "policy": self.policy, "k": self.k, "episodes": self.episodes,
+            "episode_length": self.episode_length, "max_pool": self.max_pool,
+            "seeds": list(self.seeds), "eval_interval": self.eval_interval,
+            "user_model": self.user_model, "test_user_model": self.test_user_model,
+            "cdqn": dataclasses.asdict(self.cdqn),
+        }  # fmt: skip
+
+    @property
+    def final_step(self) -> int:
+        """The step of the end-of-training evaluation: training env steps (DQN-Off: its
+        updates), 0 for the untrained greedy and random policies."""
+        return 0 if self.policy in ("greedy", "random") else self.cdqn.env_steps
 
 
 def _policy(job: SlateJob, loaded: LoadedUserModel, views: DisplaySetArrays,
-            env_config: UserModelEnvConfig, seed: int, log):  # fmt: skip
+            env_config: UserModelEnvConfig, seed: int, log, on_eval=None):  # fmt: skip
     """The policy of ``job`` for one seed, trained on the training users when it learns."""
     if job.policy == "random":
         return RandomSlatePolicy(job.k, seed=seed)
@@ -90,8 +132,41 @@ def _policy(job: SlateJob, loaded: LoadedUserModel, views: DisplaySetArrays,
                                        progress=progress)  # fmt: skip
     else:
         module = train_slate_q(lambda: UserModelEnv(loaded, views, env_config), config,
-                               on_log=log, progress=progress)  # fmt: skip
+                               on_log=log, progress=progress, eval_interval=job.eval_interval,
+                               on_eval=on_eval)  # fmt: skip
     return ModuleSlatePolicy(module, state_model=loaded.model)
+
+
+def run_slate_seed(
+    job: SlateJob,
+    seed: int,
+    train_model: LoadedUserModel,
+    test_model: LoadedUserModel,
+    dataset,
+    *,
+    on_train_log: Callable[[int, dict[str, float]], None] | None = None,
+    on_result: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, float]:
+    """Train (where the policy learns) and evaluate ``job``'s policy for one seed; returns
+    the test environment's result. ``on_train_log(env_steps, diagnostics)`` gets the
+    learner's diagnostics per iteration, ``on_result(step, result)`` every evaluation: each
+    ``job.eval_interval`` env steps during training and the final one at `final_step`."""
+    env_config = UserModelEnvConfig(slate_size=job.k, episode_length=job.episode_length,
+                                    max_pool=job.max_pool, seed=seed)  # fmt: skip
+    test_env = UserModelEnv(test_model, dataset.splits["test"], env_config)
+
+    def evaluate_module(step: int, module) -> None:
+        policy = ModuleSlatePolicy(module, state_model=train_model.model)
+        result = evaluate_policy(test_env, policy, job.episodes, seed=10_000 + seed)
+        if on_result is not None:
+            on_result(step, result)
+
+    policy = _policy(job, train_model, dataset.splits["train"], env_config, seed,
+                     on_train_log, evaluate_module)  # fmt: skip
+    result = evaluate_policy(test_env, policy, job.episodes, seed=10_000 + seed)
+    if on_result is not None:
+        on_result(job.final_step, result)
+    return result
 
 
 def run_slate_job(job: SlateJob) -> dict[str, Any]:
@@ -104,24 +179,19 @@ def run_slate_job(job: SlateJob) -> dict[str, Any]:
     tracker = Tracker("recrl-slate") if job.tracking else NullTracker()
     rows = []
     with tracker:
-        tracker.start(f"slate-{job.policy}-k{job.k}", params={
-            "policy": job.policy, "k": job.k, "episodes": job.episodes,
-            "episode_length": job.episode_length, "max_pool": job.max_pool,
-            "seeds": list(job.seeds),
-            "user_model": job.user_model, "test_user_model": job.test_user_model,
-            "cdqn": dataclasses.asdict(job.cdqn),
-        })  # fmt: skip
+        tracker.start(f"slate-{job.policy}-k{job.k}", params=job.as_params())
         for seed in job.seeds:
-            env_config = UserModelEnvConfig(slate_size=job.k, episode_length=job.episode_length,
-                                            max_pool=job.max_pool, seed=seed)  # fmt: skip
-            test_env = UserModelEnv(test_model, dataset.splits["test"], env_config)
 
             def log(step: int, metrics: dict[str, float], seed=seed) -> None:
                 names = {k: f"slate/train_{k.replace('/', '_')}/seed{seed}" for k in metrics}
                 tracker.log_metrics({names[k]: v for k, v in metrics.items()}, step)
 
-            policy = _policy(job, train_model, dataset.splits["train"], env_config, seed, log)
-            result = evaluate_policy(test_env, policy, job.episodes, seed=10_000 + seed)
+            def curve(step: int, result: dict[str, float], seed=seed) -> None:
+                tracker.log_metrics({f"slate/curve_{m}/seed{seed}": result[m]
+                                     for m in ("reward", "ctr")}, step)  # fmt: skip
+
+            result = run_slate_seed(job, seed, train_model, test_model, dataset,
+                                    on_train_log=log, on_result=curve)  # fmt: skip
             rows.append({"policy": job.policy, "k": job.k, "seed": seed, **result})
             tracker.log_metrics({f"slate/{k}": v for k, v in result.items()}, step=seed)
             logger.info("%s k=%d seed %d: %s", job.policy, job.k, seed, result)

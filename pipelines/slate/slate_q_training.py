@@ -78,9 +78,15 @@ def train_slate_q(
     *,
     on_log: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = True,
+    eval_interval: int = 0,
+    on_eval: Callable[[int, SlateQRLModule], None] | None = None,
 ) -> SlateQRLModule:
     """Train on environments from ``make_env`` (the training users' simulator; it is pickled
-    to the EnvRunner) and return a copy of the trained module (greedy by `forward_inference`)."""
+    to the EnvRunner) and return a copy of the trained module (greedy by `forward_inference`).
+
+    With ``eval_interval`` > 0, ``on_eval(env_steps, module)`` gets an eval-mode copy of the
+    module each time another ``eval_interval`` env steps have been sampled, before the end
+    (the caller evaluates the returned module at the end)."""
     probe = make_env()
     features = item_feature_table(probe.model).numpy()
     obs, _ = probe.reset(seed=config.seed)
@@ -93,7 +99,7 @@ def train_slate_q(
     torch.manual_seed(config.seed)
     algo = algo_config.build_algo()
     try:
-        sampled = 0
+        sampled, next_eval = 0, eval_interval
         with tqdm(total=config.env_steps, desc=f"slate Q ({config.q_form})",
                   disable=not progress, leave=False) as bar:  # fmt: skip
             while sampled < config.env_steps:
@@ -105,6 +111,12 @@ def train_slate_q(
                 metrics = {key: float(value) for key, value in stats.items() if "/" in key}
                 if metrics and on_log is not None:
                     on_log(sampled, metrics)
+                # at the first iteration past each multiple of eval_interval; the end is the
+                # caller's evaluation
+                if on_eval is not None and 0 < next_eval <= sampled < config.env_steps:
+                    while next_eval <= sampled:
+                        next_eval += eval_interval
+                    on_eval(sampled, copy.deepcopy(algo.get_module(DEFAULT_MODULE_ID)).eval())
         module = copy.deepcopy(algo.get_module(DEFAULT_MODULE_ID))
     finally:
         algo.stop()

@@ -1,12 +1,14 @@
 """What a study can sweep: the trainable kinds of ``recrl tune`` and how each builds a trial.
 
 A study file says ``trainable: sasrec`` (the default: a SASRec variant trained offline on a
-prepared dataset, SPEC §4/§7) or ``trainable: bandit`` (one exploration-bandit run against
-a simulator, SPEC §6). The study machinery — search space, seeds, Tune, MLflow parent and
-child runs, the stability report — is shared; a kind supplies only what differs: the
-config a trial's settings resolve to, the metric namespace and the step its curves are
-drawn against, and whether trials read a dataset through Ray Data (which decides their
-placement-group shape, see `pipelines.tune.sweep`).
+prepared dataset, SPEC §4/§7), ``trainable: bandit`` (one exploration-bandit run against
+a simulator, SPEC §6) or ``trainable: slate`` (one slate policy trained against the GAN
+user model and evaluated on the test users' simulator, SPEC §5). The study machinery —
+search space, seeds, Tune, MLflow parent and child runs, the stability report — is shared;
+a kind supplies only what differs: the config a trial's settings resolve to, the metric
+namespace and the step its curves are drawn against, and whether trials read a dataset
+through Ray Data (which decides the CPUs kept free for their readers, see
+`pipelines.tune.sweep`).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ class TrialKind:
     reserved: frozenset[str]
     """Settings the study itself sets (seed, ...): not allowed in ``fixed``/``search``."""
     reads_dataset: bool
-    """Trials read a prepared dataset with Ray Data: the placement group gets a second
-    bundle for the reader and CPUs stay free for read tasks."""
+    """Trials read a prepared dataset with Ray Data: ``data_cpu`` stays free per trial for
+    its reader."""
     build: Callable[[str, str | None, dict[str, Any]], Any]
     """``build(data, variant, settings)`` → the trial's config; raises ValueError/TypeError
     on an invalid setting."""
@@ -55,6 +57,12 @@ def _bandit_config(data: str, variant: str | None, settings: dict[str, Any]):
     if data:  # a simulator fitted on logs (ml-100k) reads them from the study's data
         settings = {"data_path": data, **settings}
     return BanditRunConfig().with_settings(settings)
+
+
+def _slate_config(data: str, variant: str | None, settings: dict[str, Any]):
+    from pipelines.slate.slate_job import SlateJob
+
+    return SlateJob.from_settings(data, settings)
 
 
 SASREC = TrialKind(
@@ -83,4 +91,17 @@ BANDIT = TrialKind(
     example="bandit/reward_window",
 )
 
-KINDS = {kind.name: kind for kind in (SASREC, BANDIT)}
+SLATE = TrialKind(
+    name="slate",
+    metric_prefix="slate/",
+    step_key="env_steps",
+    required=("name", "data"),
+    reserved=frozenset({"seed", "seeds", "data", "tracking", "out_dir"}),
+    reads_dataset=False,
+    build=_slate_config,
+    reports=lambda job: max(1, -(-job.final_step // job.eval_interval)) if job.eval_interval else 1,
+    discount=lambda job: None,
+    example="slate/reward",
+)
+
+KINDS = {kind.name: kind for kind in (SASREC, BANDIT, SLATE)}

@@ -1,11 +1,12 @@
 """A sweep study: one YAML file in ``tune_configs/`` read into a typed `StudyConfig`.
 
-A study names what is trained (``trainable``: SASRec variants on a prepared dataset, or
-bandit runs against a simulator — `pipelines.tune.kinds`), the settings every trial shares,
+A study names what is trained (``trainable``: SASRec variants on a prepared dataset, bandit
+runs against a simulator, or slate policies against a user model — `pipelines.tune.kinds`),
+the settings every trial shares,
 the search space, the seeds, the metric that ranks trials, the scheduler and the resources
 of one trial. Variants and seeds are grid dimensions of their own, so a study of 3
 variants × 5 negative counts × 3 seeds is 45 trials. Every listed value is built into the
-trial's config (`TrainConfig`, `BanditRunConfig`) when the file is read, so a typo fails
+trial's config (`TrainConfig`, `BanditRunConfig`, `SlateJob`) when the file is read, so a typo fails
 before any trial runs.
 """
 
@@ -24,11 +25,6 @@ from pipelines.tune.kinds import KINDS, TrialKind
 
 SEARCH_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 """``grid`` and ``choice`` take a list; the others ``[low, high]``."""
-NO_TUNE_TRIAL = {
-    "slate": "recrl slate --policy cdqn --k K --data SETS --user-model UM.pt "
-    "--test-user-model TEST_UM.pt --gamma G --steps N --seeds 0 1 2 --episodes 0",
-}
-"""Trainables a study may name but ``recrl tune`` cannot run yet: the command of one point."""
 
 
 class StudyError(ValueError):
@@ -96,7 +92,8 @@ class ReportConfig:
     """... or when |Q| exceeds this multiple of the largest possible return r_max/(1-γ)."""
     panel: str = "variant"
     """Setting whose values get a panel each in the figure (the others get a line each):
-    ``variant`` for SASRec studies; for bandit studies e.g. ``env`` or ``policy``."""
+    ``variant`` for SASRec studies; for bandit studies e.g. ``env`` or ``policy``, for slate
+    studies ``k`` or ``policy``."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +103,8 @@ class StudyConfig:
     name: str
     """Sweep name: folder ``runs/sweeps/<name>`` and the parent MLflow run's name."""
     trainable: str = "sasrec"
-    """What a trial runs: ``sasrec`` (`recrl train`) or ``bandit`` (`recrl bandit`)."""
+    """What a trial runs: ``sasrec`` (`recrl train`), ``bandit`` (`recrl bandit`) or
+    ``slate`` (`recrl slate`)."""
     data: str = ""
     """SASRec: the prepared dataset (``recrl prepare`` output: local path, ``s3://`` or
     ``gs://``). Bandit: the logs of a fitted simulator (ml-100k), else empty."""
@@ -115,7 +113,8 @@ class StudyConfig:
     a fixed or searched ``policy`` setting instead."""
     description: str = ""
     fixed: dict[str, Any] = field(default_factory=dict)
-    """Settings every trial shares (any `recrl train --set` or `recrl bandit --set` key)."""
+    """Settings every trial shares (any `recrl train --set` or `recrl bandit --set` key; for
+    slate studies `SlateJob` and `CDQNConfig` fields)."""
     search: dict[str, SearchDimension] = field(default_factory=dict)
     """Searched settings."""
     seeds: tuple[int, ...] = (0,)
@@ -186,11 +185,6 @@ def study_from_dict(raw: dict[str, Any], source: str = "<study>") -> StudyConfig
     """`StudyConfig` from a parsed mapping; every error names ``source`` and the key."""
     raw = dict(raw)
     trainable = str(raw.get("trainable", "sasrec"))
-    if trainable in NO_TUNE_TRIAL:
-        raise StudyError(
-            f"{source}: `recrl tune` has no {trainable} trial yet; run one point of the study "
-            f"with: {NO_TUNE_TRIAL[trainable]}"
-        )
     if trainable not in KINDS:
         raise StudyError(f"{source}: trainable {trainable!r} is not one of {sorted(KINDS)}")
     top = {f.name for f in dataclasses.fields(StudyConfig)} - {"source"}

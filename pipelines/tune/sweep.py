@@ -29,6 +29,7 @@ from pipelines.tune.report import (
     write_csv,
     write_figure,
 )
+from pipelines.tune.slate_trial import run_slate_trial
 from pipelines.tune.study import StudyConfig, StudyError, study_from_dict
 from pipelines.tune.trainable import SweepContext, run_trial, trial_name
 
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_STORAGE = Path("runs/sweeps")
 SWEEP_FILE = "sweep.json"
-TRAINABLES = {"sasrec": run_trial, "bandit": run_bandit_trial}
+TRAINABLES = {"sasrec": run_trial, "bandit": run_bandit_trial, "slate": run_slate_trial}
 """The Tune function of each trainable kind (`pipelines.tune.kinds`)."""
 
 
