@@ -131,6 +131,13 @@ def train(
     history: dict[str, list[tuple[int, float]]] = defaultdict(list)
     progress = _read_progress(resume_from) if resume_from else None
 
+    objective = config.objective
+    if objective.phase2 != "none" and objective.warmup_steps >= config.total_steps:
+        logger.warning(
+            "warmup_steps (%d) >= total_steps (%d): %s never reaches its phase 2 (%s "
+            "weighting); lower warmup_steps to train it",
+            objective.warmup_steps, config.total_steps, config.variant, objective.phase2,
+        )  # fmt: skip
     ensure_ray()
     _check_resources(config)
     if progress and progress.get("run_id") and config.tracking:
