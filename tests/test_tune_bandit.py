@@ -13,6 +13,7 @@ from pipelines.bandit.config import BanditRunConfig
 from pipelines.tune.report import read_sweep, summarize
 from pipelines.tune.study import StudyError, load_study, study_from_dict
 from pipelines.tune.sweep import max_concurrent_trials, param_space, run_sweep, trial_bundles
+from tests.sweep_runs import sweep_child_runs
 
 REPO = Path(__file__).resolve().parents[1]
 BANDIT = {
@@ -113,13 +114,7 @@ def test_a_two_trial_bandit_sweep_reports_curves_and_logs_children(
     assert report.figure.stat().st_size > 5_000
 
     client = MlflowClient(tracking_uri=uri)
-    parent_id = json.loads((tmp_path / "sweeps" / "ren2" / "sweep.json").read_text())[
-        "parent_run_id"
-    ]
-    experiment = client.get_experiment_by_name("test-bandit").experiment_id
-    children = client.search_runs(
-        [experiment], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'"
-    )
+    children = sweep_child_runs(client, tmp_path / "sweeps" / "ren2", "test-bandit")
     assert len(children) == 2
     for child in children:
         assert child.info.status == "FINISHED" and child.data.tags["env"] == "syn-s"

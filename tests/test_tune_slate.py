@@ -3,7 +3,6 @@ route to the job and the Q-network config, and a real two-trial sweep on a small
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from pipelines.slate.slate_job import SlateJob
 from pipelines.tune.study import StudyError, load_study, study_from_dict
 from pipelines.tune.sweep import max_concurrent_trials, trial_bundles
+from tests.sweep_runs import sweep_child_runs
 
 REPO = Path(__file__).parents[1]
 SLATE = {
@@ -104,13 +104,7 @@ def test_a_two_trial_slate_sweep_reports_learning_curves_and_logs_children(
     assert report.figure.stat().st_size > 5_000
 
     client = MlflowClient(tracking_uri=uri)
-    parent_id = json.loads((tmp_path / "sweeps" / "cdqn2" / "sweep.json").read_text())[
-        "parent_run_id"
-    ]
-    experiment = client.get_experiment_by_name("test-slate").experiment_id
-    children = client.search_runs(
-        [experiment], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'"
-    )
+    children = sweep_child_runs(client, tmp_path / "sweeps" / "cdqn2", "test-slate")
     assert len(children) == 2
     for child in children:
         assert child.info.status == "FINISHED" and child.data.tags["policy"] == "cdqn"

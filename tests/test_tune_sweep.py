@@ -15,6 +15,7 @@ from pipelines.train.config import TrainConfig
 from pipelines.train.trainer import train
 from pipelines.tune.study import study_from_dict
 from pipelines.tune.sweep import run_sweep
+from tests.sweep_runs import sweep_child_runs
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +57,7 @@ def test_two_trial_sweep_logs_parent_and_children_and_writes_the_report(
     assert parent.info.status == "FINISHED" and parent.data.tags["recrl.kind"] == "sweep"
     artifacts = {a.path for a in client.list_artifacts(parent_id, "report")}
     assert {"report/report.png", "report/report.csv", "report/report.txt"} <= artifacts
-    experiment = client.get_experiment_by_name("test-sweep").experiment_id
-    children = client.search_runs(
-        [experiment], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'"
-    )
+    children = sweep_child_runs(client, sweep_dir, "test-sweep")
     assert sorted(run.data.params["objective.n_neg"] for run in children) == ["2", "4"]
     for child in children:
         assert child.info.status == "FINISHED"
@@ -71,6 +69,7 @@ def test_two_trial_sweep_logs_parent_and_children_and_writes_the_report(
     # Resuming a finished sweep runs nothing again and keeps the same parent run.
     again = run_sweep(study, storage=tmp_path / "sweeps", resume=True)
     assert [len(g.runs) for g in again.groups] == [1, 1]
+    experiment = client.get_experiment_by_name("test-sweep").experiment_id
     assert len(client.search_runs([experiment])) == 3
 
 
