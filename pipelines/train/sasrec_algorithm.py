@@ -23,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 import pyarrow as pa
 import ray
+from ray.data import ActorPoolStrategy
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core import DEFAULT_MODULE_ID
@@ -265,7 +266,10 @@ def algorithm_config(
             },
             map_batches_kwargs={
                 "batch_format": "pyarrow",
-                "concurrency": max(1, config.num_learners),
+                # one pre-learner actor per learner, given as `compute`: Ray Data deprecates
+                # `concurrency`, which RLlib's defaults would otherwise set
+                "concurrency": None,
+                "compute": ActorPoolStrategy(size=max(1, config.num_learners)),
                 "num_cpus": PRE_LEARNER_CPUS,
             },
             iter_batches_kwargs={
