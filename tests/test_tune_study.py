@@ -12,7 +12,7 @@ import pytest
 
 from pipelines.tune.report import RunCurve, format_table, judge, summarize
 from pipelines.tune.study import ReportConfig, StudyError, load_study, study_from_dict
-from pipelines.tune.sweep import max_concurrent_trials
+from pipelines.tune.sweep import max_concurrent_trials, with_reader_cpus
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = {"name": "s", "data": "d", "variants": ["snqn"], "search": {"n_neg": {"grid": [1, 5]}}}
@@ -87,8 +87,12 @@ def test_concurrency_keeps_a_reader_cpu_free_per_running_trial():
 
 
 def test_a_reader_gets_at_least_its_actor_and_one_read_task():
+    old = study_from_dict({**BASE, "resources": {"cpu": 1, "data_cpu": 0.5}})  # still loads
     with pytest.raises(StudyError, match=r"data_cpu is 0\.5; a trial's reader needs at least 1"):
-        study_from_dict({**BASE, "resources": {"cpu": 1, "data_cpu": 0.5}})
+        with_reader_cpus(old)
+    assert with_reader_cpus(old, resume=True).resources.data_cpu == 1.0  # an older sweep
+    ok = study_from_dict({**BASE, "resources": {"cpu": 1, "data_cpu": 1.5}})
+    assert with_reader_cpus(ok) is ok
 
 
 # --- the report on synthetic curves --------------------------------------------------------

@@ -103,11 +103,12 @@ def run(args) -> int:
 
 def run_report(args) -> int:
     from pipelines.tracking import NullTracker, Tracker
+    from pipelines.tune.study import StudyError
     from pipelines.tune.sweep import load_sweep_study, write_report
 
     try:
         study, parent = load_sweep_study(args.sweep)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, StudyError) as exc:
         raise SystemExit(f"recrl report: {exc}") from None
     tracker = NullTracker()
     if parent and not args.no_mlflow:

@@ -40,6 +40,8 @@ class TrialKind:
     on an invalid setting."""
     reports: Callable[[Any], int]
     """Number of results a trial with this config reports (ASHA's ``max_t``)."""
+    final_step: Callable[[Any], int]
+    """Step of a trial's last result (the report tells finished runs from running ones)."""
     discount: Callable[[Any], float | None]
     """γ of a trial's config for the report's Q bound (None: no Q values to bound)."""
     example: str
@@ -74,6 +76,7 @@ SASREC = TrialKind(
     reads_dataset=True,
     build=_sasrec_config,
     reports=lambda config: max(1, math.ceil(config.total_steps / config.eval_interval)),
+    final_step=lambda config: config.total_steps,
     discount=lambda config: config.objective.gamma,
     example="eval/ndcg_20_purchase",
 )
@@ -87,6 +90,7 @@ BANDIT = TrialKind(
     reads_dataset=False,
     build=_bandit_config,
     reports=lambda config: max(1, math.ceil(config.rounds / config.log_interval)),
+    final_step=lambda config: config.rounds,
     discount=lambda config: None,
     example="bandit/reward_window",
 )
@@ -100,6 +104,7 @@ SLATE = TrialKind(
     reads_dataset=False,
     build=_slate_config,
     reports=lambda job: max(1, -(-job.final_step // job.eval_interval)) if job.eval_interval else 1,
+    final_step=lambda job: job.final_step,
     discount=lambda job: None,
     example="slate/reward",
 )

@@ -4,10 +4,11 @@ For each variant and setting, the validation metric against training updates (ba
 studies: the reward metric against rounds, REN Fig. 1) as mean ± std over seeds, the best
 and final values, and a divergence flag per run: a run has diverged when it stopped on
 non-finite values, when its final metric fell more than ``divergence_drop`` (a fraction)
-below its own best, or when |Q| exceeded ``q_blowup`` times the largest possible return
-r_max / (1 − γ). Written as ``report.png`` + ``report.csv`` and printed as a table. Reads
-only the sweep folder (Tune's ``params.json`` and ``result.json`` of each trial), so it
-runs anywhere the folder is, without Ray.
+below its own best (judged only once the run has reached its last evaluation), or when
+|Q| exceeded ``q_blowup`` times the largest possible return r_max / (1 − γ). Written as
+``report.png`` + ``report.csv`` and printed as a table. Reads only the sweep folder (Tune's
+``params.json`` and ``result.json`` of each trial), so it runs anywhere the folder is,
+without Ray.
 """
 
 from __future__ import annotations
@@ -52,6 +53,16 @@ class RunCurve:
     """r_max / (1 − γ) × q_blowup for this run's γ."""
     divergence: str | None = None
     """Why the run counts as diverged (None: stable); set by `judge`."""
+    final_step: int | None = None
+    """The step of the run's last evaluation when it finishes (None: unknown)."""
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run reached its last evaluation: a running or interrupted one has
+        not, and its latest value is not a final one."""
+        if self.final_step is None:
+            return True
+        return bool(len(self.steps) and self.steps[-1] >= self.final_step)
 
 
 @dataclass
@@ -90,7 +101,7 @@ def judge(run: RunCurve, config: ReportConfig, mode: str = "max") -> str | None:
         return "non-finite loss or Q"
     if run.q_abs_max > run.q_limit:
         return f"|Q| reached {run.q_abs_max:.3g} > {run.q_limit:.3g}"
-    if len(run.values):
+    if len(run.values) and run.finished:  # a running trial's latest value is not its final
         best = run.values.max() if mode == "max" else run.values.min()
         final = run.values[-1]
         fall = (best - final) if mode == "max" else (final - best)
@@ -154,7 +165,8 @@ def read_sweep(sweep_dir: str | Path, study: StudyConfig, r_max: float = 1.0) ->
         q_values = [abs(float(r[k])) for r in rows for k in ("q/max", "q/mean") if k in r]
         searched = {k: v for k, v in params.items() if k not in (SEED_KEY, VARIANT_KEY)}
         variant = params.get(VARIANT_KEY, next(iter(study.variants), None))
-        gamma = study.kind.discount(study.trial_settings(variant, 0, searched))
+        trial_config = study.trial_settings(variant, 0, searched)
+        gamma = study.kind.discount(trial_config)
         group = params.get(panel, study.fixed.get(panel)) if panel != VARIANT_KEY else variant
         setting = {k: v for k, v in searched.items() if k != panel}
         runs.append(
@@ -171,6 +183,7 @@ def read_sweep(sweep_dir: str | Path, study: StudyConfig, r_max: float = 1.0) ->
                 q_limit=math.inf
                 if gamma is None
                 else config.q_blowup * r_max / max(1e-9, 1.0 - gamma),
+                final_step=study.kind.final_step(trial_config),
             )
         )
     if not runs:
@@ -205,6 +218,12 @@ def format_table(groups: list[GroupSummary], metric: str, mode: str = "max") -> 
     for g in groups:
         for run in g.diverged:
             lines.append(f"  diverged: {run.name}: {run.divergence}")
+    for g in groups:
+        for run in g.runs:
+            if not run.finished:
+                last = int(run.steps[-1]) if len(run.steps) else 0
+                lines.append(f"  unfinished: {run.name}: last evaluation at {last} of "
+                             f"{run.final_step} (final values are its latest)")  # fmt: skip
     return "\n".join(lines)
 
 

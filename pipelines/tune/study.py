@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
-from pipelines.train.config import PRE_LEARNER_CPUS, READ_TASK_CPUS, READER_CPUS
+from pipelines.train.config import READER_CPUS
 from pipelines.tune.kinds import KINDS, TrialKind
 
 SEARCH_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
@@ -267,12 +267,6 @@ def _check(study: StudyConfig) -> None:
         )
     if study.resources.cpu <= 0 or study.resources.gpu < 0:
         raise StudyError(f"{source}: resources need cpu > 0 and gpu >= 0")
-    if kind.reads_dataset and study.resources.data_cpu + 1e-9 < READER_CPUS:
-        raise StudyError(
-            f"{source}: resources.data_cpu is {study.resources.data_cpu:g}; a trial's reader "
-            f"needs at least {READER_CPUS:g} (its pre-learner actor, {PRE_LEARNER_CPUS:g}, "
-            f"and a read task, {READ_TASK_CPUS:g}), or it waits forever for a CPU"
-        )
     if {"CPU", "GPU"} & set(study.resources.custom):
         raise StudyError(f"{source}: resources.custom may not name CPU or GPU (use cpu, gpu)")
     reserved = kind.reserved & (set(study.fixed) | set(study.search))

@@ -20,6 +20,7 @@ from typing import Any
 
 from pipelines.prepare.meta import read_meta
 from pipelines.tracking import NullTracker, Tracker, absolute_tracking_uri
+from pipelines.train.config import PRE_LEARNER_CPUS, READ_TASK_CPUS, READER_CPUS
 from pipelines.tune.bandit_trial import run_bandit_trial
 from pipelines.tune.report import (
     GroupSummary,
@@ -100,6 +101,7 @@ def run_sweep(
             gpus,
         )
         gpus = 0.0
+    study = with_reader_cpus(study, resume)
     concurrency = max_concurrent_trials(study, cluster.get("CPU", 0.0))
 
     uri = absolute_tracking_uri() if tracking else None
@@ -171,6 +173,25 @@ def trial_bundles(study: StudyConfig, gpus: float) -> list[dict[str, float]]:
     pipeline (checked on Ray 2.60, and a data bundle stayed empty), so the reader runs on
     CPUs that `max_concurrent_trials` keeps free."""
     return [{"CPU": study.resources.cpu, "GPU": gpus, **study.resources.custom}]
+
+
+def with_reader_cpus(study: StudyConfig, resume: bool = False) -> StudyConfig:
+    """``study``, checked to keep at least `READER_CPUS` free per trial that reads a dataset.
+
+    A new sweep asking for less fails; a sweep resumed from before this minimum existed
+    gets it, with a warning (its study cannot change, and as it was it could stall).
+    """
+    data_cpu = study.resources.data_cpu
+    if not study.kind.reads_dataset or data_cpu + 1e-9 >= READER_CPUS:
+        return study
+    why = (
+        f"a trial's reader needs at least {READER_CPUS:g} (its pre-learner actor, "
+        f"{PRE_LEARNER_CPUS:g}, and a read task, {READ_TASK_CPUS:g}), or it waits for a CPU"
+    )
+    if not resume:
+        raise StudyError(f"{study.source}: resources.data_cpu is {data_cpu:g}; {why}")
+    logger.warning("resources.data_cpu %g raised to %g: %s", data_cpu, READER_CPUS, why)
+    return replace(study, resources=replace(study.resources, data_cpu=READER_CPUS))
 
 
 def max_concurrent_trials(study: StudyConfig, cluster_cpus: float) -> int:
