@@ -42,9 +42,10 @@ examples:
 _REPORT_EPILOG = """\
 A run counts as diverged when it stopped on non-finite values, when its final metric is
 more than report.divergence_drop (0.2) below its own best, or when |Q| exceeded
-report.q_blowup (10) × r_max / (1 − γ). Written next to the trials as report.png (one
-panel per variant, mean ± std over seeds against updates) and report.csv, logged to the
-sweep's parent MLflow run, and printed.
+report.q_blowup (10) × r_max / (1 − γ). A run that has not reached its last evaluation
+(still running, or interrupted) is listed as unfinished and not judged by its latest value.
+Written next to the trials as report.png (one panel per variant, mean ± std over seeds
+against updates) and report.csv, logged to the sweep's parent MLflow run, and printed.
 
 example:
   recrl report runs/sweeps/negatives
