@@ -116,6 +116,22 @@ def test_a_collapsing_run_is_flagged_and_a_stable_one_is_not():
     assert judge(curve("min", [0.5, 0.3, 0.45]), config, mode="min") is not None
 
 
+def test_a_running_run_is_not_judged_by_its_latest_value():
+    config = ReportConfig(divergence_drop=0.2)
+    dipping = curve("running", [0.10, 0.30, 0.20])  # 33 % under its best at step 300
+    dipping.final_step = 600  # ... of 600: still training (or interrupted)
+    assert not dipping.finished and judge(dipping, config) is None
+    dipping.final_step = 300
+    assert dipping.finished and "33%" in judge(dipping, config)
+    blown = curve("running-q", [0.1], q=25.0)
+    blown.final_step = 600
+    assert judge(blown, ReportConfig()).startswith("|Q| reached")  # judged at any time
+    running = curve("r", [0.1, 0.2])
+    running.final_step = 500
+    table = format_table(summarize([running], config), "eval/ndcg_20_purchase")
+    assert "unfinished: r: last evaluation at 200 of 500" in table
+
+
 def test_groups_average_over_seeds_on_the_common_steps():
     runs = [
         curve("a-s0", [0.1, 0.3, 0.5], seed=0),
