@@ -37,6 +37,17 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Small batches on a shared 2-core machine run fastest on one torch thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # --- never pass with zero tests ---------------------------------------------------------
 
 _passed = 0

@@ -5,20 +5,9 @@ from __future__ import annotations
 
 import csv
 
-import pytest
-import torch
-
 from envs.generated_dataset import write_generated_dataset
 from envs.session_generator import SessionGeneratorConfig
 from pipelines.cli import main
-
-
-@pytest.fixture
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_slate_command_writes_csv_and_png_per_policy(tmp_path, one_torch_thread, capsys):

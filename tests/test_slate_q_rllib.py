@@ -4,8 +4,6 @@ replay buffer and DQN-Off through the same Learner: learning checks, not timing.
 from __future__ import annotations
 
 import numpy as np
-import pytest
-import torch
 
 from models.slate.policies import RandomSlatePolicy
 from pipelines.slate.evaluation import evaluate_policy, item_feature_table
@@ -14,14 +12,6 @@ from pipelines.slate.slate_q_config import CDQNConfig
 from pipelines.slate.slate_q_training import ModuleSlatePolicy, train_slate_q
 from pipelines.slate.transitions import TransitionReplay
 from tests.test_slate_policies import _env
-
-
-@pytest.fixture
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _transitions(start: int, n: int) -> dict[str, np.ndarray]:

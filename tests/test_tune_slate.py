@@ -62,9 +62,8 @@ def test_the_final_evaluation_is_at_the_training_steps_or_zero_for_references():
 
 @pytest.mark.ray
 def test_a_two_trial_slate_sweep_reports_learning_curves_and_logs_children(
-    ray_session, tmp_path, monkeypatch
+    ray_session, tmp_path, monkeypatch, one_torch_thread
 ):
-    import torch
     from mlflow import MlflowClient
 
     from envs.generated_dataset import write_generated_dataset
@@ -72,18 +71,12 @@ def test_a_two_trial_slate_sweep_reports_learning_curves_and_logs_children(
     from pipelines.cli import main
     from pipelines.tune.sweep import run_sweep
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        write_generated_dataset(SessionGeneratorConfig(n_sessions=300, n_items=50),
-                                tmp_path / "gen")  # fmt: skip
-        sets, um = str(tmp_path / "sets"), tmp_path / "um"
-        assert main(["usermodel", "build", "--source", "generic", "--input",
-                     str(tmp_path / "gen" / "sessions"), "--output", sets]) == 0  # fmt: skip
-        assert main(["usermodel", "fit", "--data", sets, "--out", str(um), "--epochs", "1",
-                     "--no-baselines", "--no-mlflow"]) == 0  # fmt: skip
-    finally:
-        torch.set_num_threads(threads)
+    write_generated_dataset(SessionGeneratorConfig(n_sessions=300, n_items=50), tmp_path / "gen")
+    sets, um = str(tmp_path / "sets"), tmp_path / "um"
+    assert main(["usermodel", "build", "--source", "generic", "--input",
+                 str(tmp_path / "gen" / "sessions"), "--output", sets]) == 0  # fmt: skip
+    assert main(["usermodel", "fit", "--data", sets, "--out", str(um), "--epochs", "1",
+                 "--no-baselines", "--no-mlflow"]) == 0  # fmt: skip
     uri = f"sqlite:///{tmp_path}/mlruns.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     study = study_from_dict({

@@ -5,21 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from envs.generated_dataset import write_generated_dataset
 from envs.session_generator import SessionGeneratorConfig
 from models.user_model.checkpoint import load_user_model
 from pipelines.cli import main
-
-
-@pytest.fixture
-def one_torch_thread():
-    """Small batches on a shared 2-core machine run fastest on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_build_fit_l2_evaluate_and_mlflow_curves(tmp_path, monkeypatch, capsys, one_torch_thread):

@@ -15,7 +15,6 @@ import json
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-import pytest
 import torch
 
 from envs import generated_dataset as written
@@ -55,15 +54,6 @@ def _replayed_tastes(root, config, truth, clicks: pd.DataFrame) -> np.ndarray:
             s[active] = gen._perturb(pulled, draws.drift_noise[f], config.taste_drift)
         out[rows] = states[flat]
     return out
-
-
-@pytest.fixture
-def one_torch_thread():
-    """Small batches on a shared 2-core machine run fastest on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_fitted_model_is_close_to_the_generator_and_far_above_popularity(
