@@ -249,6 +249,25 @@ def test_compose_wires_mlflow_on_postgres_into_the_ray_nodes(compose):
         assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN"] == "test-token"
 
 
+def test_compose_mlflow_workers_get_time_to_import(compose):
+    """uvicorn's supervisor kills a worker that does not answer within its health-check
+    timeout (5 s by default); importing MLflow takes longer than that on a busy machine, so
+    the server respawned its workers forever. The options must parse with the installed
+    uvicorn and give at least 30 s."""
+    import click
+    from uvicorn.main import main as uvicorn_cli  # the click command
+
+    mlflow = dict(
+        arg.split("=", 1) for arg in compose["services"]["mlflow"]["command"] if "=" in arg
+    )
+    assert int(mlflow["--workers"]) >= 1
+    args = [*shlex.split(mlflow["--uvicorn-opts"]), "mlflow.server.fastapi_app:app"]
+    context = uvicorn_cli.make_context("uvicorn", args)
+    assert context.params["timeout_worker_healthcheck"] >= 30
+    with pytest.raises(click.UsageError):  # the parse is strict: a typo would fail here
+        uvicorn_cli.make_context("uvicorn", ["--timeout-worker-healthchek=60", "a:b"])
+
+
 def test_compose_ray_cluster_has_a_job_server_and_scalable_workers(compose):
     head = compose["services"]["ray-head"]
     worker = compose["services"]["ray-worker"]
