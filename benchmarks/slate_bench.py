@@ -254,11 +254,17 @@ def _table3(args) -> None:
     users = sorted({seed["test_users"] for seed in per_seed})
     print(f"\nMovieLens-100k, test-user simulator ({users} users, one episode each), "
           f"seeds {[seed['seed'] for seed in per_seed]}: mean ± std")  # fmt: skip
-    print(f"{'k':>2} {'policy':<8} {'reward':>16} {'ctr':>14} {'train s':>8}")
+    print(f"{'k':>2} {'policy':<8} {'reward':>16} {'ctr':>14} {'train s':>8} "
+          f"{'reward - greedy (same seed)':>30}")  # fmt: skip
     for row in table:
         reward = f"{row['reward_mean']:8.3f} ± {row['reward_std']:5.3f}"
         ctr = f"{row['ctr_mean']:6.3f} ± {row['ctr_std']:5.3f}"
-        print(f"{row['k']:>2} {row['policy']:<8} {reward} {ctr} {row['train_s_mean']:8.0f}")
+        paired = (
+            f"{row['vs_greedy_mean']:+7.3f} ± {row['vs_greedy_std']:5.3f}"
+            f" (above on {row['above_greedy']}/{row['paired_seeds']})"
+        )
+        train_s = f"{row['train_s_mean']:8.0f}"
+        print(f"{row['k']:>2} {row['policy']:<8} {reward} {ctr} {train_s} {paired}")
     for seed in per_seed:
         print(f"seed {seed['seed']}: test model P(no-click) {seed['no_click']}")
 

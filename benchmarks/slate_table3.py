@@ -120,8 +120,16 @@ def _policy(name, k, seed, base: CDQNConfig, loaded: LoadedUserModel, views, env
 
 
 def summarise(per_seed: list[dict]) -> list[dict]:
-    """Mean ± std over seeds per (k, policy), in `POLICIES` order."""
+    """Mean ± std over seeds per (k, policy), in `POLICIES` order.
+
+    Each seed draws its own user split and fits its own simulators, so the level of reward
+    moves between seeds more than policies differ within one. The ordering is therefore
+    also given paired: ``vs_greedy`` is the policy's reward minus greedy's on the same seed
+    and k (mean ± std over seeds), ``above_greedy`` the number of seeds where it is higher
+    out of the ``paired_seeds`` that have a greedy row.
+    """
     rows = [row for seed in per_seed for row in seed["rows"]]
+    greedy = {(r["seed"], r["k"]): r["reward"] for r in rows if r["policy"] == "Greedy"}
     table = []
     for k in sorted({r["k"] for r in rows}):
         for name in POLICIES:
@@ -130,8 +138,17 @@ def summarise(per_seed: list[dict]) -> list[dict]:
                 continue
             entry = {"k": k, "policy": name, "seeds": len(runs)}
             for metric in ("reward", "ctr", "train_s"):
-                values = [r[metric] for r in runs]
-                entry[f"{metric}_mean"] = statistics.fmean(values)
-                entry[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+                entry[f"{metric}_mean"], entry[f"{metric}_std"] = _mean_std(
+                    [r[metric] for r in runs]
+                )
+            paired = [r["reward"] - greedy[r["seed"], k] for r in runs if (r["seed"], k) in greedy]
+            entry["vs_greedy_mean"], entry["vs_greedy_std"] = _mean_std(paired)
+            entry["above_greedy"], entry["paired_seeds"] = sum(d > 0 for d in paired), len(paired)
             table.append(entry)
     return table
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
