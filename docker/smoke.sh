@@ -15,7 +15,9 @@
 #        BASE_IMAGE (recrl-base:bookworm; made when absent), SMOKE_SKIP_WHEELS=1 (reuse
 #        docker/wheelhouse/cpu), SMOKE_DEMO_STEPS (400, the demo's default),
 #        SMOKE_TRAIN_STEPS (60), SMOKE_JOB_TIMEOUT_S (1200), SMOKE_COMPOSE=0 (skip the
-#        compose stack), SMOKE_KEEP_CACHE=1 (keep the build cache), RAY (.venv/bin/ray)
+#        compose stack), SMOKE_STEPS (build,help,demo,job,compose: the steps to run; without
+#        `build` the image must exist, e.g. SMOKE_STEPS=compose to recheck the stack alone),
+#        SMOKE_KEEP_CACHE=1 (keep the build cache), RAY (.venv/bin/ray)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,6 +31,9 @@ job_timeout_s="${SMOKE_JOB_TIMEOUT_S:-1200}"
 ray_cli="${RAY:-$repo/.venv/bin/ray}"
 python="${PYTHON:-$repo/.venv/bin/python}"
 export DOCKER_HOST="unix://$state/docker.sock"
+# With vfs every container is a full copy of the 2 GB image: on a loaded machine, creating
+# (and removing) the compose stack's containers outlasts docker-compose's 60 s client timeout.
+export COMPOSE_HTTP_TIMEOUT="${COMPOSE_HTTP_TIMEOUT:-900}"
 
 run_id="smoke-$$"
 volume="recrl-$run_id"
@@ -36,6 +41,10 @@ containers=()
 compose_project=""
 started_daemon=0
 t0=$(date +%s)
+steps=",${SMOKE_STEPS:-build,help,demo,job,compose},"
+[[ "${SMOKE_COMPOSE:-1}" == 1 ]] || steps="${steps/,compose,/,}"
+step() { [[ "$steps" == *",$1,"* ]]; }
+build_s=skipped demo_s=skipped job_s=skipped compose_s=skipped
 
 log() { echo "smoke.sh [$(($(date +%s) - t0))s] $*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
@@ -100,79 +109,24 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
     DOCKER=docker docker/debian-base.sh "$base"
 fi
 tag="$(docker/build.sh --print-tag)"
-build_flags=(--base "$base")
-[[ "${SMOKE_SKIP_WHEELS:-0}" == 1 ]] && build_flags+=(--skip-wheels)
-log "building $tag on $base"
-tb=$(date +%s)
-# --network none: the build must not need the network.
-docker/build.sh "${build_flags[@]}" -- --network none
-build_s=$(($(date +%s) - tb))
+if step build; then
+    build_flags=(--base "$base")
+    [[ "${SMOKE_SKIP_WHEELS:-0}" == 1 ]] && build_flags+=(--skip-wheels)
+    log "building $tag on $base"
+    tb=$(date +%s)
+    # --network none: the build must not need the network.
+    docker/build.sh "${build_flags[@]}" -- --network none
+    build_s=$(($(date +%s) - tb))
+    log "built $tag in ${build_s}s"
+else
+    docker image inspect "$tag" >/dev/null 2>&1 || die "no image $tag, and SMOKE_STEPS has no build"
+    log "using the existing $tag, built $(docker image inspect -f '{{.Created}}' "$tag")"
+fi
 size=$(docker image inspect -f '{{.Size}}' "$tag")
-log "built $tag in ${build_s}s: $((size / 1000000)) MB"
-
-# --- 3. recrl --help ---------------------------------------------------------------------
-# One container for both (with vfs each container is a full copy of the image).
-help_out="$(docker run --rm --network none "$tag" sh -c 'id -u && recrl --help')"
-for cmd in generate prepare train demo tune submit; do
-    grep -q "^  *$cmd " <<<"$help_out" || die "recrl --help in the image does not list '$cmd'"
-done
-user="$(head -n 1 <<<"$help_out")"
-[[ "$user" =~ ^[0-9]+$ && "$user" != 0 ]] || die "the image runs as '$user', not a plain user"
-log "recrl --help lists its subcommands; the image runs as uid $user"
-
-# --- 4. the README's main job ------------------------------------------------------------
-docker volume create "$volume" >/dev/null
-demo_name="recrl-demo-$run_id"
-containers+=("$demo_name")
-td=$(date +%s)
-# --network none: the demo needs nothing outside the container (local Ray, sqlite MLflow).
-docker run --name "$demo_name" --network none --shm-size 1g \
-    -v "$volume:/home/ray/data" "$tag" \
-    recrl demo --workdir /home/ray/data/demo --steps "$demo_steps" | tee "$state/demo.log"
-demo_s=$(($(date +%s) - td))
-grep -q "sasrec_ccql after $demo_steps updates - test split:" "$state/demo.log" \
-    || die "recrl demo printed no test metrics"
-grep -q "^rows: .* input = .* kept + .* dropped" "$state/demo.log" \
-    || die "recrl demo printed no dataset statistics"
-docker rm "$demo_name" >/dev/null
-log "recrl demo passed in ${demo_s}s"
-
-# --- 5. a Ray head in a container, a job submitted from outside --------------------------
+log "image $tag: $((size / 1000000)) MB"
 token="$("$python" -c 'import secrets; print(secrets.token_hex(16))')"
-gcs_port=$(free_port)
-dash_port=$(free_port)
-head_name="recrl-head-$run_id"
-containers+=("$head_name")
-# Host network (no bridge here): every port Ray would take by default is chosen free, as
-# other Ray clusters may run on this machine.
-docker run -d --init --name "$head_name" --network host --shm-size 1g \
-    -v "$volume:/home/ray/data" \
-    -e RAY_AUTH_MODE=token -e RAY_AUTH_TOKEN="$token" \
-    -e MLFLOW_TRACKING_URI=sqlite:////home/ray/data/mlruns.db \
-    "$tag" \
-    ray start --head --block --node-ip-address 127.0.0.1 --num-cpus 4 \
-    --port "$gcs_port" --dashboard-host 127.0.0.1 --dashboard-port "$dash_port" \
-    --node-manager-port "$(free_port)" --object-manager-port "$(free_port)" \
-    --metrics-export-port "$(free_port)" --dashboard-agent-listen-port "$(free_port)" \
-    --dashboard-agent-grpc-port "$(free_port)" --runtime-env-agent-port "$(free_port)" \
-    --ray-client-server-port "$(free_port)" >/dev/null
-address="http://127.0.0.1:$dash_port"
-log "Ray head in $head_name, job server $address"
-for _ in $(seq 120); do
-    "$python" -c "import urllib.request as u; u.urlopen('$address/api/gcs_healthz', timeout=5)" \
-        >/dev/null 2>&1 && break
-    docker inspect -f '{{.State.Running}}' "$head_name" | grep -q true \
-        || { docker logs "$head_name" | tail -30; die "the Ray head exited"; }
-    sleep 2
-done
+docker volume create "$volume" >/dev/null
 
-export RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$token"
-job_id="recrl-$run_id"
-tj=$(date +%s)
-"$ray_cli" job submit --address "$address" --submission-id "$job_id" --no-wait -- \
-    recrl train --variant sasrec_ccql --data /home/ray/data/demo/prepared \
-    --steps "$train_steps" --eval-interval "$((train_steps / 2))" --num-learners 1 \
-    --run-dir /home/ray/data/runs/job
 job_status() {
     # Ray's SDK rather than `ray job status`, whose wording differs per status.
     "$python" - "$address" "$job_id" 2>/dev/null <<'PY' || echo UNREACHABLE
@@ -199,20 +153,88 @@ wait_for_job() {
         sleep 5
     done
 }
-wait_for_job job
-job_s=$(($(date +%s) - tj))
-"$ray_cli" job logs --address "$address" "$job_id" >"$state/job.log"
-grep -q "sasrec_ccql after $train_steps updates - test split:" "$state/job.log" \
-    || die "the job's logs hold no test metrics"
-docker exec "$head_name" test -s /home/ray/data/runs/job/stability.png \
-    || die "the job wrote no stability figure"
-log "job $job_id SUCCEEDED in ${job_s}s"
 
-docker rm -f "$head_name" >/dev/null
+# --- 3. recrl --help ---------------------------------------------------------------------
+if step help; then
+    # One container for both (with vfs each container is a full copy of the image).
+    help_out="$(docker run --rm --network none "$tag" sh -c 'id -u && recrl --help')"
+    for cmd in generate prepare train demo tune submit; do
+        grep -q "^  *$cmd " <<<"$help_out" || die "recrl --help in the image does not list '$cmd'"
+    done
+    user="$(head -n 1 <<<"$help_out")"
+    [[ "$user" =~ ^[0-9]+$ && "$user" != 0 ]] || die "the image runs as '$user', not a plain user"
+    log "recrl --help lists its subcommands; the image runs as uid $user"
+fi
+
+# --- 4. the README's main job ------------------------------------------------------------
+if step demo; then
+    demo_name="recrl-demo-$run_id"
+    containers+=("$demo_name")
+    td=$(date +%s)
+    # --network none: the demo needs nothing outside the container (local Ray, sqlite MLflow).
+    docker run --name "$demo_name" --network none --shm-size 1g \
+        -v "$volume:/home/ray/data" "$tag" \
+        recrl demo --workdir /home/ray/data/demo --steps "$demo_steps" | tee "$state/demo.log"
+    demo_s=$(($(date +%s) - td))
+    grep -q "sasrec_ccql after $demo_steps updates - test split:" "$state/demo.log" \
+        || die "recrl demo printed no test metrics"
+    grep -q "^rows: .* input = .* kept + .* dropped" "$state/demo.log" \
+        || die "recrl demo printed no dataset statistics"
+    docker rm "$demo_name" >/dev/null
+    log "recrl demo passed in ${demo_s}s"
+fi
+
+# --- 5. a Ray head in a container, a job submitted from outside --------------------------
+if step job; then
+    step demo || die "the job step trains on the demo step's data: add demo to SMOKE_STEPS"
+    gcs_port=$(free_port)
+    dash_port=$(free_port)
+    head_name="recrl-head-$run_id"
+    containers+=("$head_name")
+    # Host network (no bridge here): every port Ray would take by default is chosen free, as
+    # other Ray clusters may run on this machine.
+    docker run -d --init --name "$head_name" --network host --shm-size 1g \
+        -v "$volume:/home/ray/data" \
+        -e RAY_AUTH_MODE=token -e RAY_AUTH_TOKEN="$token" \
+        -e MLFLOW_TRACKING_URI=sqlite:////home/ray/data/mlruns.db \
+        "$tag" \
+        ray start --head --block --node-ip-address 127.0.0.1 --num-cpus 4 \
+        --port "$gcs_port" --dashboard-host 127.0.0.1 --dashboard-port "$dash_port" \
+        --node-manager-port "$(free_port)" --object-manager-port "$(free_port)" \
+        --metrics-export-port "$(free_port)" --dashboard-agent-listen-port "$(free_port)" \
+        --dashboard-agent-grpc-port "$(free_port)" --runtime-env-agent-port "$(free_port)" \
+        --ray-client-server-port "$(free_port)" >/dev/null
+    address="http://127.0.0.1:$dash_port"
+    log "Ray head in $head_name, job server $address"
+    for _ in $(seq 120); do
+        "$python" -c "import urllib.request as u; u.urlopen('$address/api/gcs_healthz', timeout=5)" \
+            >/dev/null 2>&1 && break
+        docker inspect -f '{{.State.Running}}' "$head_name" | grep -q true \
+            || { docker logs "$head_name" | tail -30; die "the Ray head exited"; }
+        sleep 2
+    done
+
+    export RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$token"
+    job_id="recrl-$run_id"
+    tj=$(date +%s)
+    "$ray_cli" job submit --address "$address" --submission-id "$job_id" --no-wait -- \
+        recrl train --variant sasrec_ccql --data /home/ray/data/demo/prepared \
+        --steps "$train_steps" --eval-interval "$((train_steps / 2))" --num-learners 1 \
+        --run-dir /home/ray/data/runs/job
+    wait_for_job job
+    job_s=$(($(date +%s) - tj))
+    "$ray_cli" job logs --address "$address" "$job_id" >"$state/job.log"
+    grep -q "sasrec_ccql after $train_steps updates - test split:" "$state/job.log" \
+        || die "the job's logs hold no test metrics"
+    docker exec "$head_name" test -s /home/ray/data/runs/job/stability.png \
+        || die "the job wrote no stability figure"
+    log "job $job_id SUCCEEDED in ${job_s}s"
+
+    docker rm -f "$head_name" >/dev/null
+fi
 
 # --- 6. docker/compose.yaml: head, two workers, MLflow on PostgreSQL -----------------------
-compose_s=skipped
-if [[ "${SMOKE_COMPOSE:-1}" == 1 ]]; then
+if step compose; then
     command -v docker-compose >/dev/null || die "no docker-compose: apt-get install docker-compose"
     pg_image="${POSTGRES_IMAGE:-recrl-smoke-postgres}"
     if ! docker image inspect "$pg_image" >/dev/null 2>&1; then
@@ -227,7 +249,7 @@ if [[ "${SMOKE_COMPOSE:-1}" == 1 ]]; then
         docker-compose --project-name "recrl-$run_id" --file docker/compose.yaml)
     compose_project="recrl-$run_id"  # from here on, cleanup takes the stack down
     dash="$("${compose[@]}" config | sed -n 's/.*127.0.0.1:\([0-9]*\):8265.*/\1/p')"
-    "${compose[@]}" up -d --scale ray-worker=2
+    "${compose[@]}" up -d --scale ray-worker=2 || die "docker-compose up failed"
     ids=($("${compose[@]}" ps -q))
     ((${#ids[@]} == 5)) || die "compose started ${#ids[@]} containers, not 5"
     health() { docker inspect -f '{{.State.Health.Status}}' "${ids[@]}" | sort | uniq -c; }
@@ -239,6 +261,7 @@ if [[ "${SMOKE_COMPOSE:-1}" == 1 ]]; then
     log "compose: 5 containers healthy after $(($(date +%s) - tc))s"
     address="http://127.0.0.1:$dash"
     job_id="recrl-compose-$run_id"
+    export RAY_AUTH_MODE=token RAY_AUTH_TOKEN="$token"
     "$ray_cli" job submit --address "$address" --submission-id "$job_id" --no-wait -- \
         recrl demo --workdir /home/ray/data/demo --steps "$train_steps"
     wait_for_job "compose job"
@@ -265,5 +288,6 @@ PY
     log "compose: job $job_id SUCCEEDED on 3 nodes, run on MLflow/PostgreSQL (${compose_s}s)"
 fi
 
-log "summary: image $tag $((size / 1000000)) MB, build ${build_s}s, demo ${demo_s}s," \
-    "job ${job_s}s, compose ${compose_s}s"
+secs() { if [[ $1 == skipped ]]; then echo skipped; else echo "${1}s"; fi; }
+log "summary: image $tag $((size / 1000000)) MB, build $(secs "$build_s"), demo $(secs "$demo_s")," \
+    "job $(secs "$job_s"), compose $(secs "$compose_s")"
