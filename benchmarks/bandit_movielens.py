@@ -5,10 +5,14 @@ user-choice simulator (two-stage paper Table 4 setting; SPEC §6).
 is an IPS-weighted logistic matrix factorisation fitted on the logged ratings (rating ≥ 4 is a
 click), thresholded at the F1-best value on validation pairs drawn from the whole user × item
 matrix (unlogged pairs are non-clicks: ≈ 4 % of pairs click) and flipped with probability 0.1
-(``envs/user_choice.py``). Every policy reads the same online latent-factor representation
-(``models/bandits/latent_factor.py``), refit on the shown items every ``--refit-interval``
-rounds (default 100, the paper's encoder interval); the GLM parts of the UCB policies refit
-every round. Cumulative CTR is the paper's Σ_t clicks_t / m (at most the number of rounds).
+(``envs/user_choice.py``). Every policy reads the same representation, refit on the shown
+items every ``--refit-interval`` rounds (default 100, the paper's encoder interval), while
+the GLM parts of the UCB policies refit every round. ``--encoder sasrec`` (the default) is
+the SASRec two-tower (``models/bandits/sequence_representation.py``): the user is the
+encoder's state over the items they clicked, as the paper's NRMS user encoder reads the
+clicked items; ``--encoder latent-factor`` is an online ridge matrix factorisation with a
+free vector per user (``models/bandits/latent_factor.py``). Cumulative CTR is the paper's
+Σ_t clicks_t / m (at most the number of rounds).
 Target (issue 5): cumulative CTR of S-N-GALM-UCB and S-N-GBLM-UCB above N-Greedy and
 N-Dropout-UCB, above Random.
 
@@ -17,15 +21,15 @@ encoder, so the paper's β = 0.1 does not carry over as a number. Each UCB polic
 therefore chosen from ``--beta-grid`` by mean cumulative CTR on ``--tune-seeds`` (their own
 panels and simulator fits), and the reported trials use only the chosen β on the other seeds
 (``--beta-grid`` with no value keeps every policy's default). A seed moves every policy's
-level (its panel and simulator), so the summary also pairs each policy with N-Greedy on the
-same seed: the mean difference and on how many seeds it is above.
+level (its panel and simulator), so the summary also pairs each policy with N-Greedy and
+with N-Dropout-UCB on the same seed: the mean difference and on how many seeds it is above.
 
 examples:
   python benchmarks/bandit_movielens.py --data ../shared/data/movielens-100k
   python benchmarks/bandit_movielens.py --data ../shared/data/movielens-100k --rounds 500 \\
       --seeds 0 --policies random n-greedy s-n-galm-ucb --beta-grid
-  python benchmarks/bandit_movielens.py --data ../shared/data/movielens-100k --seeds 0 \\
-      --encoder sasrec                     # SASRec two-tower retrained every 100 rounds
+  python benchmarks/bandit_movielens.py --data ../shared/data/movielens-100k \\
+      --encoder latent-factor --seeds 0 1 2 3 4 5 6 7 8 9      # the matrix-factorisation users
 """
 
 from __future__ import annotations
@@ -113,21 +117,33 @@ def run_all(args, tuned: dict[str, dict]) -> dict[str, list]:
     return results
 
 
-def summarise(results, baseline: str = "n-greedy") -> list[dict]:
-    """Per policy: mean ± std (over seeds, ddof 0) of the cumulative CTR and clicks, and,
-    paired by seed, its cumulative CTR minus ``baseline``'s (``vs_baseline_mean/std``) and
-    on how many of the ``paired_seeds`` it is above (``above_baseline``)."""
-    reference = {r.config.seed: float(r.ctr.sum()) for r in results.get(baseline, [])}
+BASELINES = ("n-greedy", "n-dropout-ucb")
+"""The policies the issue's target puts the shared UCB policies above."""
+
+
+def paired_difference(runs, reference_runs) -> dict:
+    """``runs``' cumulative CTR minus ``reference_runs``' on the same seed: mean and std
+    (ddof 0) over the seeds both have, and on how many of them ``runs`` is above."""
+    reference = {r.config.seed: float(r.ctr.sum()) for r in reference_runs}
+    diffs = [
+        float(r.ctr.sum()) - reference[r.config.seed] for r in runs if r.config.seed in reference
+    ]
+    if not diffs:
+        return {"mean": float("nan"), "std": float("nan"), "above": 0, "seeds": 0}
+    return {
+        "mean": float(np.mean(diffs)), "std": float(np.std(diffs)),
+        "above": int(sum(d > 0 for d in diffs)), "seeds": len(diffs),
+    }  # fmt: skip
+
+
+def summarise(results, baselines=BASELINES) -> list[dict]:
+    """Per policy: mean ± std (over seeds, ddof 0) of the cumulative CTR and clicks, and
+    ``vs``: its ``paired_difference`` with each of ``baselines`` that was run."""
     rows = []
     for policy, runs in results.items():
         clicks = [float(r.rewards.sum()) for r in runs]
         # the paper's cumulative CTR: Σ_t (clicks_t / m), at most the number of rounds
         ctr_sums = [float(r.ctr.sum()) for r in runs]
-        paired = [
-            float(r.ctr.sum()) - reference[r.config.seed]
-            for r in runs
-            if r.config.seed in reference
-        ]
         rows.append(
             {
                 "policy": policy, "trials": len(runs),
@@ -136,17 +152,17 @@ def summarise(results, baseline: str = "n-greedy") -> list[dict]:
                 "cumulative_clicks": float(np.mean(clicks)), "std": float(np.std(clicks)),
                 "ctr": float(np.mean([r.ctr.mean() for r in runs])),
                 "cumulative_regret": float(np.mean([r.cumulative_regret[-1] for r in runs])),
-                "baseline": baseline,
-                "vs_baseline_mean": float(np.mean(paired)) if paired else float("nan"),
-                "vs_baseline_std": float(np.std(paired)) if paired else float("nan"),
-                "above_baseline": int(sum(d > 0 for d in paired)), "paired_seeds": len(paired),
+                "vs": {
+                    name: paired_difference(runs, results[name])
+                    for name in baselines if name in results
+                },
                 "seconds_per_run": float(np.mean([r.seconds for r in runs])),
             }
         )  # fmt: skip
     return rows
 
 
-def plot(results, path: Path) -> Path:
+def plot(results, path: Path, encoder: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -158,7 +174,7 @@ def plot(results, path: Path) -> Path:
         ax.plot(np.arange(1, curves.shape[1] + 1), curves.mean(0), label=policy, lw=1.4)
     ax.set_xlabel("round")
     ax.set_ylabel("cumulative clicks")
-    ax.set_title("MovieLens-100K user-choice simulator")
+    ax.set_title(f"MovieLens-100K user-choice simulator, {encoder} representation")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -193,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         help="seeds that choose β; keep them apart from --seeds",
     )  # fmt: skip
     parser.add_argument(
-        "--encoder", choices=("latent-factor", "sasrec"), default="latent-factor",
-        help="representation the policies read (sasrec: use --refit-interval 100)",
+        "--encoder", choices=("sasrec", "latent-factor"), default="sasrec",
+        help="representation the policies read (default: the SASRec two-tower)",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--no-mlflow", action="store_true")
@@ -206,24 +222,28 @@ def main(argv: list[str] | None = None) -> int:
     results = run_all(args, tuned)
     rows = summarise(results)
     print(
-        f"\n{'policy':15} {'β':>5} {'cumulative CTR':>17} {'− n-greedy, same seed':>22} "
-        f"{'above':>6} {'CTR':>6} {'regret':>8} {'s/run':>6}"
+        f"\n{'policy':15} {'β':>5} {'cumulative CTR':>16} {'CTR':>6} {'regret':>7} {'s/run':>6}",
+        end="",
     )
+    for name in BASELINES:
+        print(f"  {'− ' + name + ', same seed (above)':>34}", end="")
+    print()
     for row in rows:
         beta = "" if row["beta"] is None else f"{row['beta']:g}"
         print(
-            f"{row['policy']:15} {beta:>5} {row['cumulative_ctr']:8.1f} ± {row['ctr_std']:5.1f} "
-            f"{row['vs_baseline_mean']:+11.1f} ± {row['vs_baseline_std']:5.1f}   "
-            f"{row['above_baseline']}/{row['paired_seeds']:<3} "
-            f"{row['ctr']:6.3f} {row['cumulative_regret']:8.1f} {row['seconds_per_run']:6.1f}"
+            f"{row['policy']:15} {beta:>5} {row['cumulative_ctr']:7.1f} ± {row['ctr_std']:5.1f} "
+            f"{row['ctr']:6.3f} {row['cumulative_regret']:7.0f} {row['seconds_per_run']:6.1f}",
+            end="",
         )
+        for name in BASELINES:
+            if name in row["vs"]:
+                vs = row["vs"][name]
+                cell = f"{vs['mean']:+7.1f} ± {vs['std']:5.1f} ({vs['above']}/{vs['seeds']})"
+                print(f"  {cell:>34}", end="")
+        print()
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = (
-        "bandit_movielens"
-        if args.encoder == "latent-factor"
-        else f"bandit_movielens_{args.encoder}"
-    )
-    figure = plot(results, args.out / f"{stem}.png")
+    stem = f"bandit_movielens_{args.encoder}"
+    figure = plot(results, args.out / f"{stem}.png", args.encoder)
     summary = args.out / f"{stem}.json"
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     tuning = {p: {"beta": t["beta"], "tuning": {str(b): v for b, v in t["tuning"].items()}}

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
-from benchmarks.bandit_movielens import choose_beta, summarise, uses_beta
+from benchmarks.bandit_movielens import choose_beta, paired_difference, summarise, uses_beta
 from pipelines.bandit.config import BanditRunConfig
 from pipelines.bandit.loop import BanditRunResult
 
@@ -34,7 +32,7 @@ def test_only_ucb_policies_are_tuned():
     assert not uses_beta("n-greedy") and not uses_beta("random") and not uses_beta("oracle")
 
 
-def test_summary_pairs_each_policy_with_n_greedy_on_the_same_seed():
+def test_summary_pairs_each_policy_with_the_baselines_on_the_same_seed():
     # Seed 1's panel is easier for everyone: GALM is 0.5 and 1.0 above N-Greedy.
     results = {
         "n-greedy": [_run("n-greedy", 0, [0.5, 0.5]), _run("n-greedy", 1, [1.0, 1.0])],
@@ -43,6 +41,8 @@ def test_summary_pairs_each_policy_with_n_greedy_on_the_same_seed():
             _run("s-n-galm-ucb", 1, [1.0, 2.0], beta=0.3),
         ],
         "random": [_run("random", 0, [0.0, 0.5]), _run("random", 1, [1.5, 1.0])],
+        # N-Dropout-UCB ran on seed 1 only: GALM is paired with it there alone.
+        "n-dropout-ucb": [_run("n-dropout-ucb", 1, [1.5, 1.0], beta=1.0)],
     }
     rows = {row["policy"]: row for row in summarise(results)}
     galm = rows["s-n-galm-ucb"]
@@ -50,15 +50,24 @@ def test_summary_pairs_each_policy_with_n_greedy_on_the_same_seed():
     assert galm["cumulative_ctr"] == pytest.approx(2.25)  # (1.5 + 3.0) / 2
     assert galm["ctr_std"] == pytest.approx(0.75)  # ddof 0
     assert galm["cumulative_clicks"] == pytest.approx(4.5)
-    assert galm["vs_baseline_mean"] == pytest.approx(0.75)  # (0.5, 1.0)
-    assert galm["vs_baseline_std"] == pytest.approx(0.25)
-    assert (galm["above_baseline"], galm["paired_seeds"]) == (2, 2)
     assert galm["cumulative_regret"] == pytest.approx(((3.6 - 3.0) + (3.6 - 6.0)) / 2)
-    assert rows["random"]["vs_baseline_mean"] == pytest.approx(0.0)  # (-0.5, +0.5)
-    assert rows["random"]["above_baseline"] == 1
-    assert rows["n-greedy"]["vs_baseline_mean"] == 0.0
+    assert galm["vs"]["n-greedy"] == pytest.approx(
+        {"mean": 0.75, "std": 0.25, "above": 2, "seeds": 2}  # (0.5, 1.0)
+    )
+    assert galm["vs"]["n-dropout-ucb"] == pytest.approx(
+        {"mean": 0.5, "std": 0.0, "above": 1, "seeds": 1}  # 3.0 - 2.5 on seed 1
+    )
+    assert rows["random"]["vs"]["n-greedy"]["mean"] == pytest.approx(0.0)  # (-0.5, +0.5)
+    assert rows["random"]["vs"]["n-greedy"]["above"] == 1
+    assert rows["n-greedy"]["vs"]["n-greedy"]["mean"] == 0.0
 
 
-def test_summary_without_the_baseline_has_no_pairs():
+def test_summary_without_a_baseline_has_no_pairs_with_it():
     rows = summarise({"random": [_run("random", 0, [0.5])]})
-    assert rows[0]["paired_seeds"] == 0 and math.isnan(rows[0]["vs_baseline_mean"])
+    assert rows[0]["vs"] == {}
+    assert paired_difference([_run("random", 0, [0.5])], [_run("n-greedy", 1, [0.5])]) == {
+        "mean": pytest.approx(float("nan"), nan_ok=True),
+        "std": pytest.approx(float("nan"), nan_ok=True),
+        "above": 0,
+        "seeds": 0,
+    }
