@@ -52,6 +52,8 @@ from pipelines.bandit.loop import run_bandit  # noqa: E402
 
 logger = logging.getLogger("bandit_movielens")
 REFERENCES = ("oracle",)
+BASELINES = ("n-greedy", "n-dropout-ucb")
+"""The policies the issue's target puts the shared UCB policies above."""
 POLICIES = (
     "oracle", "random", "n-greedy", "n-dropout-ucb", "n-glm-ucb", "s-n-galm-ucb", "s-n-gblm-ucb",
 )  # fmt: skip
@@ -98,9 +100,7 @@ def tune_betas(args) -> dict[str, dict]:
     tuned = {}
     for policy in filter(uses_beta, args.policies):
         ctr_by_beta = {
-            beta: [
-                float(run_one(args, policy, s, {"beta": beta}).ctr.sum()) for s in args.tune_seeds
-            ]
+            beta: [cumulative_ctr(args, policy, seed, beta) for seed in args.tune_seeds]
             for beta in args.beta_grid
         }
         tuned[policy] = {"beta": choose_beta(ctr_by_beta), "tuning": ctr_by_beta}
@@ -115,10 +115,6 @@ def run_all(args, tuned: dict[str, dict]) -> dict[str, list]:
         for seed in args.seeds:
             results.setdefault(policy, []).append(run_one(args, policy, seed, settings))
     return results
-
-
-BASELINES = ("n-greedy", "n-dropout-ucb")
-"""The policies the issue's target puts the shared UCB policies above."""
 
 
 def paired_difference(runs, reference_runs) -> dict:
