@@ -221,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{'policy':15} {'β':>5} {'cumulative CTR':>16} {'CTR':>6} {'regret':>7} {'s/run':>6}",
         end="",
     )
-    for name in BASELINES:
+    baselines = [name for name in BASELINES if name in results]
+    for name in baselines:
         print(f"  {'− ' + name + ', same seed (above)':>34}", end="")
     print()
     for row in rows:
@@ -231,11 +232,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['ctr']:6.3f} {row['cumulative_regret']:7.0f} {row['seconds_per_run']:6.1f}",
             end="",
         )
-        for name in BASELINES:
-            if name in row["vs"]:
-                vs = row["vs"][name]
-                cell = f"{vs['mean']:+7.1f} ± {vs['std']:5.1f} ({vs['above']}/{vs['seeds']})"
-                print(f"  {cell:>34}", end="")
+        for name in baselines:
+            vs = row["vs"][name]
+            cell = f"{vs['mean']:+7.1f} ± {vs['std']:5.1f} ({vs['above']}/{vs['seeds']})"
+            print(f"  {cell:>34}", end="")
         print()
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"bandit_movielens_{args.encoder}"
