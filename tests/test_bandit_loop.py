@@ -76,6 +76,19 @@ def test_settings_are_routed_and_validated():
         BanditRunConfig(rounds=0)
 
 
+def test_refit_interval_follows_each_papers_protocol_unless_set():
+    # REN refits every step on SYN; the two-stage paper retrains every 100 rounds on logs.
+    assert BanditRunConfig(env="syn-m").refit_every == 1
+    fitted = BanditRunConfig(env="ml-100k", data_path="ml")
+    assert fitted.refit_interval is None and fitted.refit_every == 100
+    assert fitted.as_params()["refit_interval"] == 100  # MLflow shows the interval used
+    assert BanditRunConfig(env="generated", data_path="g").refit_every == 100
+    assert BanditRunConfig(env="ml-100k", data_path="ml", refit_interval=5).refit_every == 5
+    assert BanditRunConfig().with_settings({"refit_interval": 7}).refit_every == 7
+    with pytest.raises(ValueError, match="refit_interval must be >= 1, got 0"):
+        BanditRunConfig(refit_interval=0)
+
+
 def test_ren_beats_greedy_on_syn_s():
     """REN paper Fig. 1, shortened: greedy saturates by round ~500, REN keeps exploring."""
     threads = torch.get_num_threads()

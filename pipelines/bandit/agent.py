@@ -8,7 +8,7 @@ EnvRunner's module holds a copy that only acts, kept current through ``get_state
 Per round: ``act`` builds the policy context from the observation (item embeddings μ, the
 user's embedding θ, the embeddings of the user's history D, MC-dropout passes when the policy
 needs them) and picks a slate; ``learn`` folds the answer in — the policy's GLM parts and
-statistics every round (``policy.update``), the representation every ``refit_interval``
+statistics every round (``policy.update``), the representation every ``refit_every``
 rounds (the two-stage paper's encoder update interval). Every shown item is one feedback row
 of the policy (the taken item with its reward, the others 0); the representation learns from
 the taken item only, or from all shown (``BanditRunConfig.feedback_rows``).
@@ -88,7 +88,7 @@ class BanditAgent:
             keep = clicks.reshape(-1) > 0
         self.model.observe(observation, slate[keep], item_rewards[keep])
         self.rounds += 1
-        if self.policy.reads_representation and self.rounds % self.config.refit_interval == 0:
+        if self.policy.reads_representation and self.rounds % self.config.refit_every == 0:
             self.model.refit()
 
     def get_state(self) -> dict[str, Any]:

@@ -55,9 +55,10 @@ class BanditRunConfig:
     rewards (REN paper: "collect the selected item with the reward and finetune"); ``shown``
     — every shown item with its reward, 0 when not taken (per-item clicks, two-stage paper);
     ``auto`` — ``chosen`` on SYN, ``shown`` on fitted simulators."""
-    refit_interval: int = 1
-    """Rounds between refits of the representation (the REN paper refits every step; the
-    two-stage paper retrains its neural encoders every 100 rounds)."""
+    refit_interval: int | None = None
+    """Rounds between refits of the representation; None resolves per env
+    (``refit_every``): 1 on SYN (the REN paper refits every step), 100 on fitted simulators
+    (the two-stage paper retrains its neural encoders every 100 rounds)."""
     window: int = 100
     """Rolling window of the reward curve and of the final-window reward (REN Fig. 1: 100)."""
     log_interval: int = 10
@@ -111,10 +112,18 @@ class BanditRunConfig:
             "rounds", "slate_size", "refit_interval", "window", "log_interval", "n_users",
             "rounds_per_update",
         ):  # fmt: skip
-            if getattr(self, name) < 1:
-                raise ValueError(f"BanditRunConfig.{name} must be >= 1, got {getattr(self, name)}.")
+            value = self.refit_every if name == "refit_interval" else getattr(self, name)
+            if value < 1:
+                raise ValueError(f"BanditRunConfig.{name} must be >= 1, got {value}.")
         if self.policy.lower() in POLICIES:
             policy_config(self.policy, self.policy_settings)  # raises on unknown settings
+
+    @property
+    def refit_every(self) -> int:
+        """``refit_interval``, with None resolved for this env."""
+        if self.refit_interval is not None:
+            return self.refit_interval
+        return 100 if self.env.lower() in USER_CHOICE_ENVIRONMENTS else 1
 
     @property
     def representation_rows(self) -> str:
@@ -155,4 +164,5 @@ class BanditRunConfig:
         """Flat params for MLflow."""
         params = dataclasses.asdict(self)
         params["policy_settings"] = dict(self.policy_settings)
+        params["refit_interval"] = self.refit_every  # the interval used, not None
         return params

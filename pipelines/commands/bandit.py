@@ -53,8 +53,10 @@ representation the policies read (--set encoder=...):
                  hidden_size, max_len, num_blocks, num_heads, encoder_dropout, encoder_lr,
                  steps_per_refit, batch_size
 
-run settings accepted by --set as well: window, log_interval, refit_interval, n_users,
-feedback_rows (auto|chosen|shown: what the representation learns from).
+run settings accepted by --set as well: window, log_interval, n_users, refit_interval
+(rounds between refits of the representation; default 1 on SYN as in the REN paper, 100 on
+ml-100k and generated as in the two-stage paper), feedback_rows (auto|chosen|shown: what the
+representation learns from).
 
 metrics per round (MLflow, every --set log_interval rounds): bandit/reward,
 bandit/reward_window (rolling 100), bandit/ctr, bandit/cumulative_reward,
@@ -69,7 +71,7 @@ examples:
   recrl bandit --policy ren --env syn-m --backend rllib --set rounds_per_update=10
   recrl bandit --policy 2-s-n-galm-ucb --env generated --data data/generated --slate-size 5
   recrl bandit --policy n-dropout-ucb --env ml-100k --data ../shared/data/movielens-100k \\
-      --slate-size 5 --set encoder=sasrec --set refit_interval=100
+      --slate-size 5 --set encoder=sasrec
   mlflow ui --backend-store-uri sqlite:///mlruns.db     # experiment "recrl-bandit"
 """
 
