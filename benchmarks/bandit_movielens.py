@@ -6,12 +6,13 @@ is an IPS-weighted logistic matrix factorisation fitted on the logged ratings (r
 click), thresholded at the F1-best value on validation pairs drawn from the whole user × item
 matrix (unlogged pairs are non-clicks: ≈ 4 % of pairs click) and flipped with probability 0.1
 (``envs/user_choice.py``). Every policy reads the same representation, refit on the shown
-items every ``--refit-interval`` rounds (default 100, the paper's encoder interval), while
-the GLM parts of the UCB policies refit every round. ``--encoder sasrec`` (the default) is
-the SASRec two-tower (``models/bandits/sequence_representation.py``): the user is the
-encoder's state over the items they clicked, as the paper's NRMS user encoder reads the
-clicked items; ``--encoder latent-factor`` is an online ridge matrix factorisation with a
-free vector per user (``models/bandits/latent_factor.py``). Cumulative CTR is the paper's
+items every ``--refit-interval`` rounds (default ``BanditRunConfig.refit_every``: 100 on
+ml-100k, the paper's encoder interval), while the GLM parts of the UCB policies refit every
+round. ``--encoder sasrec`` (the default) is the SASRec two-tower
+(``models/bandits/sequence_representation.py``): the user is the encoder's state over the
+items they clicked, as the paper's NRMS user encoder reads the clicked items;
+``--encoder latent-factor`` is an online ridge matrix factorisation with a free vector per
+user (``models/bandits/latent_factor.py``). Cumulative CTR is the paper's
 Σ_t clicks_t / m (at most the number of rounds).
 Target (issue 5): cumulative CTR of S-N-GALM-UCB and S-N-GBLM-UCB above N-Greedy and
 N-Dropout-UCB, above Random.
@@ -193,8 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--slate-size", type=int, default=5)
     parser.add_argument(
-        "--refit-interval", type=int, default=100,
-        help="rounds between refits of the representation (paper: 100)",
+        "--refit-interval", type=int, default=None,
+        help="rounds between refits of the representation (default: the run config's, 100 "
+        "on ml-100k as in the paper)",
     )  # fmt: skip
     parser.add_argument(
         "--beta-grid", type=float, nargs="*", default=[0.01, 0.03, 0.1, 0.3, 1.0],
@@ -242,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     figure = plot(results, args.out / f"{stem}.png", args.encoder)
     summary = args.out / f"{stem}.json"
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    settings["refit_interval"] = next(iter(results.values()))[0].config.refit_every
     tuning = {p: {"beta": t["beta"], "tuning": {str(b): v for b, v in t["tuning"].items()}}
               for p, t in tuned.items()}  # fmt: skip
     summary.write_text(
