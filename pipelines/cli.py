@@ -18,6 +18,7 @@ from pipelines.commands import submit as submit_command
 from pipelines.commands import train as train_command
 from pipelines.commands import tune as tune_command
 from pipelines.commands import usermodel as usermodel_command
+from pipelines.errors import EXIT_INTERRUPTED, UserError
 from pipelines.prepare.config import SOURCES, PrepareConfig
 from pipelines.summaries import format_stats, format_train_result
 
@@ -347,13 +348,22 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
-    from pipelines.prepare.errors import DataError
-
     try:
         return args.handler(args)
-    except DataError as error:
-        logger.error("%s", error)
-        return 2
+    except UserError as error:
+        return _report(error, error.exit_code, verbose=args.verbose)
+    except KeyboardInterrupt as error:
+        return _report(error, EXIT_INTERRUPTED, verbose=args.verbose, message="interrupted")
+
+
+def _report(error: BaseException, code: int, *, verbose: bool, message: str | None = None) -> int:
+    """One ``recrl: error: ...`` line on stderr; the traceback too with ``-v``."""
+    if verbose:
+        import traceback
+
+        traceback.print_exception(error)
+    print(f"recrl: error: {message or error}", file=sys.stderr, flush=True)
+    return code
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pipelines.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """Input data that recrl cannot turn into transitions.
 
     The message always starts with the location (``file:line`` and the column where known),
