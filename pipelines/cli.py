@@ -18,8 +18,8 @@ from pipelines.commands import submit as submit_command
 from pipelines.commands import train as train_command
 from pipelines.commands import tune as tune_command
 from pipelines.commands import usermodel as usermodel_command
-from pipelines.errors import EXIT_INTERRUPTED, UserError
-from pipelines.prepare.config import SOURCES, PrepareConfig
+from pipelines.errors import EXIT_INTERRUPTED, SettingError, UserError
+from pipelines.prepare.config import SOURCES, TIMESTAMP_CHOICES, PrepareConfig
 from pipelines.summaries import format_stats, format_train_result
 
 logger = logging.getLogger("recrl")
@@ -53,11 +53,14 @@ output (--output):
   train/ val/ test/   parquet shards; one row per event: state int32[L], state_len,
                       action, reward, is_buy, next_state, next_state_len, done
   meta.json           n_items, pad_id, L, rewards, split sizes, item popularity,
-                      input/kept/dropped rows per reason (they add up), source hashes
+                      input/kept/dropped rows per reason (they add up), source hashes,
+                      and the manifest: every shard's rows, bytes and SHA-256
   items.parquet       encoded item id -> raw item id; sessions.parquet likewise
 
-Running it again with the same settings and inputs reuses the output; different
-settings need --overwrite (only files recrl wrote are removed).
+Running it again with the same settings and inputs reuses the output once its shards
+match the manifest; different settings need --overwrite. The new dataset is built in a
+hidden sibling folder and swapped in when complete, so a failed or interrupted run
+leaves the old one whole. A folder holding files recrl did not write is refused.
 
 example:
   recrl prepare --source yoochoose --input ../shared/data/yoochoose-rc15-sample \\
@@ -122,7 +125,7 @@ def _add_prepare(commands) -> None:
         help="turn a session log into RL transitions (Ray Data)",
         description="Parse, clean, encode and split a session log, then write one "
         "transition per event (SPEC §1, the RC15 recipe of Xin et al.).",
-        epilog=_PREPARE_EPILOG,
+        epilog=_PREPARE_EPILOG + _drop_reasons_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--source", required=True, choices=SOURCES, help="input format")
@@ -162,7 +165,36 @@ def _add_prepare(commands) -> None:
         "--max-invalid-fraction",
         type=float,
         default=0.01,
-        help="fail when more rows than this fraction have a bad value (0.01)",
+        help="fail when more than this fraction of all rows have a bad value of any kind "
+        "(malformed row, invalid session id, timestamp, item id or event) (0.01)",
+    )
+    p.add_argument(
+        "--timestamp-unit",
+        choices=TIMESTAMP_CHOICES,
+        default=None,
+        help="timestamp format of the whole input: iso (ISO-8601, with or without zone), "
+        "epoch s/ms/us/ns, or auto (detected from the first rows of every file); "
+        "default: the source's own (auto for generic). Values that do not fit are "
+        "invalid_timestamp, never re-read in another unit",
+    )
+    p.add_argument(
+        "--time-range",
+        type=int,
+        nargs=2,
+        default=(1990, 2100),
+        metavar=("FIRST", "LAST"),
+        help="plausible years of an event; timestamps outside are invalid (1990 2100)",
+    )
+    p.add_argument(
+        "--keep-duplicates",
+        action="store_true",
+        help="keep exact duplicate events (same session, item, timestamp, event); by "
+        "default all but the first are dropped as duplicate_event",
+    )
+    p.add_argument(
+        "--encoding",
+        default="utf-8",
+        help="text encoding of CSV inputs, any Python codec name, e.g. latin-1 (utf-8)",
     )
     p.add_argument(
         "--retailrocket-purchase",
@@ -196,6 +228,22 @@ def _add_prepare(commands) -> None:
     p.set_defaults(handler=_run_prepare)
 
 
+def _drop_reasons_help() -> str:
+    from pipelines.prepare.schema import DROP_REASON_HELP
+
+    lines = ["", "drop reasons (counted in meta.json; the first five are bad values):"]
+    for reason, phrase in DROP_REASON_HELP.items():
+        lines += textwrap.wrap(
+            phrase, width=88, initial_indent=f"  {reason:<19} ", subsequent_indent=" " * 22
+        )
+    lines += [
+        "",
+        "ids: missing, empty, nan, null, None and <NA> (any case) are invalid; negative",
+        "integer ids are valid ids as written, in every source.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _add_stats(commands) -> None:
     p = commands.add_parser(
         "stats",
@@ -204,6 +252,12 @@ def _add_stats(commands) -> None:
     )
     p.add_argument("dataset", help="prepared dataset folder")
     p.add_argument("--json", action="store_true", help="print meta.json as is")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="also check every shard's SHA-256 against the manifest in meta.json (reads "
+        "all data); sizes and row counts are always checked",
+    )
     p.set_defaults(handler=_run_stats)
 
 
@@ -238,14 +292,18 @@ def _add_demo(commands) -> None:
 def _run_generate(args) -> int:
     from envs.generated_dataset import write_generated_dataset
     from envs.session_generator import SessionGeneratorConfig
+    from pipelines.checks import check_output_dir
+    from pipelines.settings import refused
 
-    config = SessionGeneratorConfig(
-        seed=args.seed,
-        n_sessions=args.sessions,
-        n_items=args.items,
-        n_users=args.users,
-        purchase_rate=args.purchase_rate,
-    )
+    with refused():
+        config = SessionGeneratorConfig(
+            seed=args.seed,
+            n_sessions=args.sessions,
+            n_items=args.items,
+            n_users=args.users,
+            purchase_rate=args.purchase_rate,
+        )
+    check_output_dir(args.out, "--out")
     start = time.perf_counter()
     dataset = write_generated_dataset(config, args.out)
     print(
@@ -275,6 +333,10 @@ def _prepare_config(args) -> PrepareConfig:
         rows_per_shard=args.rows_per_shard,
         num_partitions=args.num_partitions,
         overwrite=args.overwrite,
+        timestamp_unit=args.timestamp_unit,
+        time_range=tuple(args.time_range),
+        keep_duplicates=args.keep_duplicates,
+        encoding=args.encoding,
     )
 
 
@@ -290,9 +352,9 @@ def _run_prepare(args) -> int:
 
 
 def _run_stats(args) -> int:
-    from pipelines.prepare.meta import read_meta
+    from pipelines.checks import check_prepared_dataset
 
-    meta = read_meta(args.dataset)
+    meta = check_prepared_dataset(args.dataset, "recrl stats", checksums=args.verify)
     print(json.dumps(meta, indent=2) if args.json else format_stats(meta))
     return 0
 
@@ -300,11 +362,17 @@ def _run_stats(args) -> int:
 def _run_demo(args) -> int:
     from envs.generated_dataset import write_generated_dataset
     from envs.session_generator import SessionGeneratorConfig
+    from pipelines.checks import check_output_dir
     from pipelines.prepare.pipeline import prepare
+    from pipelines.settings import refused
 
     generated = args.workdir / "generated"
     prepared = args.workdir / "prepared"
-    config = SessionGeneratorConfig(seed=args.seed, n_sessions=args.sessions)
+    with refused():
+        config = SessionGeneratorConfig(seed=args.seed, n_sessions=args.sessions)
+    if args.steps < 0:
+        raise SettingError(f"--steps must be >= 0 (0 stops after preparing), got {args.steps}")
+    check_output_dir(args.workdir, "--workdir")
     start = time.perf_counter()
     if not (generated / "generator.json").exists() or _generator_changed(generated, config):
         dataset = write_generated_dataset(config, generated)
@@ -328,7 +396,7 @@ def _run_demo(args) -> int:
             eval_interval=max(args.steps // 4, 1), tracking=not args.no_mlflow,
         )  # fmt: skip
         print()
-        outcome = train(train_config, run_dir=args.workdir / "sasrec_ccql")
+        outcome = train(train_config, run_dir=args.workdir / "sasrec_ccql", overwrite=True)
         print(format_train_result(train_config, outcome))
     print(f"\ndemo finished in {time.perf_counter() - start:.1f}s; dataset: {prepared}")
     return 0
@@ -350,10 +418,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.handler(args)
-    except UserError as error:
-        return _report(error, error.exit_code, verbose=args.verbose)
-    except KeyboardInterrupt as error:
-        return _report(error, EXIT_INTERRUPTED, verbose=args.verbose, message="interrupted")
+    except BaseException as error:
+        cause = _user_cause(error)
+        if isinstance(cause, UserError):
+            return _report(error, cause.exit_code, verbose=args.verbose, message=str(cause))
+        if isinstance(cause, KeyboardInterrupt):
+            return _report(error, EXIT_INTERRUPTED, verbose=args.verbose, message="interrupted")
+        raise
+
+
+def _user_cause(error: BaseException) -> BaseException | None:
+    """The `UserError` or KeyboardInterrupt behind ``error``: itself, or what a Ray task or
+    actor raised (Ray wraps it in a RayTaskError, whose text is the remote traceback), or
+    the error it was raised from. None for anything else (a bug: the traceback is shown)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        wrapped = type(error).__name__.startswith(("RayTaskError", "RayActorError"))
+        if not wrapped and isinstance(error, UserError | KeyboardInterrupt):
+            return error
+        error = getattr(error, "cause", None) if wrapped else error.__cause__
+    return None
 
 
 def _report(error: BaseException, code: int, *, verbose: bool, message: str | None = None) -> int:

@@ -52,6 +52,8 @@ EXCLUDES = [
 
 TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "STOPPED")
 FAILURE_LOG_LINES = 30
+PROBE_TIMEOUT_S = 120.0
+"""How long `probe_python` waits for the cluster to run its import check."""
 _POLL_S = 1.0
 
 
@@ -61,6 +63,10 @@ class JobSubmissionError(RuntimeError):
 
 class ClusterUnreachableError(JobSubmissionError):
     """No Ray job server answered at the address."""
+
+
+class ClusterPythonError(JobSubmissionError):
+    """The cluster's Python cannot import recrl or its dependencies."""
 
 
 class JobFailedError(JobSubmissionError):
@@ -183,6 +189,7 @@ def submit(
     timeout_s: float | None = None,
     extra_env: Mapping[str, str] | None = None,
     out: TextIO | None = None,
+    probe: bool = True,
 ) -> JobOutcome:
     """Submit ``recrl RECRL_ARGS`` as a Ray job and, when ``wait``, wait for it to end.
 
@@ -191,6 +198,8 @@ def submit(
     `ClusterUnreachableError` when nothing answers at the address, `JobFailedError` (with
     the last log lines) when the job fails or is stopped, and `JobSubmissionError` when
     ``timeout_s`` passes first (the job keeps running; the message says how to stop it).
+    With ``probe`` a tiny job first checks that the cluster's Python can import recrl
+    (`probe_python`), so a cluster started outside the virtualenv is reported in one line.
     """
     folder = Path(working_dir).resolve()
     if not (folder / "pipelines" / "cli.py").is_file():
@@ -201,7 +210,10 @@ def submit(
     command = entrypoint(recrl_args)
     client = connect(address)
     address = resolve_address(address)
-    job_id = client.submit_job(entrypoint=command, runtime_env=runtime_env(folder, extra_env))
+    env = runtime_env(folder, extra_env)
+    if probe:
+        probe_python(client, env, timeout_s=PROBE_TIMEOUT_S)
+    job_id = client.submit_job(entrypoint=command, runtime_env=env)
     if not wait:
         return JobOutcome(job_id, str(client.get_job_status(job_id)), address)
 
@@ -240,6 +252,38 @@ def submit(
             outcome,
         )
     return outcome
+
+
+def probe_python(client, env: dict, *, timeout_s: float = 120.0) -> str:
+    """Run `pipelines.job_probe` on the cluster with the job's runtime env; the Python it
+    ran under, or `ClusterPythonError` naming that Python and the module it lacks."""
+    from pipelines.job_probe import MARKER
+
+    job_id = client.submit_job(entrypoint="python -m pipelines.job_probe", runtime_env=env)
+    deadline = time.monotonic() + timeout_s
+    try:
+        status = _wait_terminal(client, job_id, deadline)
+    except TimeoutError:
+        raise JobSubmissionError(
+            f"the cluster did not run the import check (job {job_id}) within {timeout_s:g} s"
+        ) from None
+    logs = client.get_job_logs(job_id)
+    line = next((ln for ln in logs.splitlines() if ln.startswith(MARKER)), "")
+    words = line.split(maxsplit=3)
+    if status == "SUCCEEDED" and words[1:2] == ["ok"]:
+        return words[2] if len(words) > 2 else ""
+    if words[1:2] == ["missing"] and len(words) == 4:
+        python, missing = words[2], words[3]
+        raise ClusterPythonError(
+            f"the cluster's Python ({python}) cannot import {missing}; start the Ray cluster "
+            "with recrl's environment first on PATH (`source .venv/bin/activate && ray start "
+            "--head`; running .venv/bin/ray alone leaves jobs on the system python)"
+        )
+    last = logs.strip().splitlines()[-1] if logs.strip() else "no output"
+    raise ClusterPythonError(
+        f"the cluster could not run recrl's import check (job {job_id} {status}: {last}); "
+        "is the cluster's Python the one recrl is installed in?"
+    )
 
 
 def _follow(client, job_id: str, out: TextIO, deadline: float | None) -> str:

@@ -16,6 +16,8 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from pipelines.atomic_output import atomic_write
+
 logger = logging.getLogger(__name__)
 
 MAX_COLUMNS = 3
@@ -75,7 +77,7 @@ def plot_stability(
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, format="png")
+    atomic_write(out, lambda tmp: figure.savefig(tmp, format="png"))  # never half a PNG
     skipped = len(history) - n
     logger.info("wrote %s: %d panels (%d empty metrics skipped)", out, n, skipped)
     return StabilityPlot(path=out, panels=tuple(series))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+from pipelines.prepare.schema import INVALID_REASONS
+
 
 def format_train_result(config, result) -> str:
     """Test metrics next to the popularity baseline, and where to look next."""
@@ -15,6 +19,8 @@ def format_train_result(config, result) -> str:
         for name in (f"hr_{k}_click", f"ndcg_{k}_click", f"hr_{k}_purchase", f"ndcg_{k}_purchase"):
             model = result.test_metrics.get(name, float("nan"))
             popular = result.popularity_test_metrics.get(name, float("nan"))
+            if math.isnan(model) and math.isnan(popular):
+                continue  # e.g. purchase metrics of click-only data: they cannot exist
             lines.append(f"{name:<18} {model:>12.4f} {popular:>12.4f}")
     lines.append(f"evaluation took {result.eval_share:.0%} of the job's time")
     learners = result.learners
@@ -42,14 +48,21 @@ def format_stats(meta: dict) -> str:
         if count:
             share = count / max(rows["input"], 1)
             lines.append(f"  dropped {reason:<20} {count:>10}  ({share:.2%})")
-    lines.append(
-        f"{'split':<6} {'sessions':>9} {'transitions':>12} {'clicks':>10} {'purchases':>10}"
-    )
+    bad = sum(rows["dropped"].get(reason, 0) for reason in INVALID_REASONS)
+    if bad:
+        lines.append(f"  bad values in total {bad:>18}  ({bad / max(rows['input'], 1):.2%})")
+    time_format = meta.get("timestamp_format", {}).get("format")
+    if time_format:
+        lines.append(f"timestamps: {time_format}")
+    # Click-only data has no purchase column: a column of zeros would read as a result.
+    has_buys = any(split["purchases"] for split in meta["splits"].values())
+    header = f"{'split':<6} {'sessions':>9} {'transitions':>12} {'clicks':>10}"
+    lines.append(header + (f" {'purchases':>10}" if has_buys else ""))
     for name, split in meta["splits"].items():
-        lines.append(
-            f"{name:<6} {split['sessions']:>9} {split['transitions']:>12} "
-            f"{split['clicks']:>10} {split['purchases']:>10}"
-        )
+        line = f"{name:<6} {split['sessions']:>9} {split['transitions']:>12} {split['clicks']:>10}"
+        lines.append(line + (f" {split['purchases']:>10}" if has_buys else ""))
+    if not has_buys:
+        lines.append("no purchase events: click-only data")
     counts = meta.get("item_counts", [])
     if counts:
         top = sorted(counts, reverse=True)

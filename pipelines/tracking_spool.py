@@ -195,21 +195,44 @@ class SyncState:
         staging.replace(path)  # atomic: a crash leaves the old state or the new one
 
 
-def read_records(path: str | os.PathLike, offset: int = 0) -> Iterator[tuple[int, dict]]:
+@dataclass(frozen=True)
+class TornRecord:
+    """A spool line that is not a whole record: a job killed in the middle of writing it."""
+
+    line: int
+    """1-based line number in the spool."""
+    offset: int
+    """Byte offset of its start."""
+    last: bool
+    """True for a last line without its newline (the writer may still be writing it)."""
+
+
+def read_records(
+    path: str | os.PathLike, offset: int = 0, torn: list[TornRecord] | None = None
+) -> Iterator[tuple[int, dict]]:
     """``(end offset, record)`` for each complete line after byte ``offset``; a last line
-    without its newline (a job killed mid-write) is left for later."""
+    without its newline (a job killed mid-write) is left for later. With a ``torn`` list,
+    lines that are not records are appended to it and skipped (the last line too) instead
+    of raising `SpoolError`."""
     path = Path(path)
     with path.open("rb") as handle:
+        number = handle.read(offset).count(b"\n") if torn is not None else 0
         handle.seek(offset)
         position = offset
         for line in handle:
+            number += 1
             if not line.endswith(b"\n"):
+                if torn is not None:
+                    torn.append(TornRecord(number, position, last=True))
                 return
             position += len(line)
             try:
                 record = json.loads(line)
                 kind = record["kind"]
             except (ValueError, KeyError, TypeError) as exc:
+                if torn is not None:
+                    torn.append(TornRecord(number, position - len(line), last=False))
+                    continue
                 raise SpoolError(f"{path}: record at byte {position - len(line)} is not a "
                                  f"spool record ({exc}): {line[:120]!r}") from exc  # fmt: skip
             if kind not in KINDS:
@@ -225,9 +248,9 @@ def pending_records(path: str | os.PathLike) -> int:
     return sum(1 for _ in read_records(path, SyncState.load(path).offset))
 
 
-def spool_uri(path: str | os.PathLike) -> str | None:
-    """The tracking URI the spool's first writes were going to."""
-    for _, record in read_records(path):
+def spool_uri(path: str | os.PathLike, torn: list[TornRecord] | None = None) -> str | None:
+    """The tracking URI the spool's first writes were going to (``torn``: `read_records`)."""
+    for _, record in read_records(path, 0, torn):
         if record["kind"] == "spool":
             return record.get("uri")
     return None
@@ -247,16 +270,24 @@ class SyncReport:
     """Local files of ``artifact`` records that no longer exist (skipped)."""
     offset: int = 0
     """The synced offset after this call (the spool's size when everything went up)."""
+    torn: list[TornRecord] = field(default_factory=list)
+    """Lines skipped as torn (``final`` syncs only)."""
+    finished: dict[str, str] = field(default_factory=dict)
+    """Runs this call ended because the spool never did (run id -> status)."""
 
     @property
     def total(self) -> int:
         return sum(self.uploaded.values())
 
 
-def sync_spool(path: str | os.PathLike, client: Any) -> SyncReport:
+def sync_spool(path: str | os.PathLike, client: Any, *, final: bool = False) -> SyncReport:
     """Upload what `SyncState` says is not uploaded yet of the spool at ``path`` with the
     ``MlflowClient`` ``client``; see the module docstring. An upload error propagates after
-    the state is saved up to the last batch that went up, so a rerun continues there."""
+    the state is saved up to the last batch that went up, so a rerun continues there.
+
+    ``final`` (``recrl mlflow-sync``, once the job has ended): torn lines are skipped and
+    listed in ``report.torn`` instead of stopping the upload, and every run of the spool
+    that has no final status is ended FAILED (`finish_runs`), so none stays RUNNING."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"MLflow spool {path} does not exist")
@@ -267,7 +298,8 @@ def sync_spool(path: str | os.PathLike, client: Any) -> SyncReport:
         report = SyncReport(offset=state.offset)
         uploader = _Uploader(client, state, report)
         pending: list[dict] = []
-        for end, record in read_records(path, state.offset):
+        torn = report.torn if final else None
+        for end, record in read_records(path, state.offset, torn):
             if pending and not _same_batch(pending, record):
                 uploader.send(pending)
                 _advance(state, report, path, pending[-1]["_end"])
@@ -276,7 +308,36 @@ def sync_spool(path: str | os.PathLike, client: Any) -> SyncReport:
         if pending:
             uploader.send(pending)
             _advance(state, report, path, pending[-1]["_end"])
+        if final:
+            report.finished = finish_runs(path, client, state)
     return report
+
+
+def finish_runs(path: Path, client: Any, state: SyncState) -> dict[str, str]:
+    """End FAILED every run of the spool at ``path`` that the spool never gave a final
+    status (its job was killed) and that the store still shows RUNNING; run id -> status
+    set. A run whose spool ends FINISHED or FAILED got that status from the upload."""
+    ended: set[str] = set()
+    runs: list[str] = []
+    for _, record in read_records(path, 0, []):
+        run = record.get("run")
+        if not run:
+            continue
+        run = state.runs.get(run, run)
+        if run not in runs:
+            runs.append(run)
+        if record["kind"] == "status" and record.get("status") in ("FINISHED", "FAILED", "KILLED"):
+            ended.add(run)
+        elif record["kind"] == "status":
+            ended.discard(run)  # resumed after it ended
+    changed = {}
+    for run in runs:
+        if run in ended or run.startswith(LOCAL_RUN_PREFIX):
+            continue
+        if client.get_run(run).info.status == "RUNNING":
+            client.set_terminated(run, "FAILED")
+            changed[run] = "FAILED"
+    return changed
 
 
 def _advance(state: SyncState, report: SyncReport, path: Path, offset: int) -> None:

@@ -62,8 +62,8 @@ def test_cli_runs_and_writes_the_series(tmp_path, capsys):
     assert "ren on syn-m, 15 rounds" in capsys.readouterr().out
     rows = list(csv.DictReader((tmp_path / "rounds.csv").open()))
     assert len(rows) == 15 and float(rows[-1]["cumulative_regret"]) >= 0
-    with pytest.raises(SystemExit, match="lambda_x"):
-        main(["bandit", "--set", "lambda_x=1", "--no-mlflow"])
+    assert main(["bandit", "--set", "lambda_x=1", "--no-mlflow"]) == 2
+    assert "recrl: error: unknown setting 'lambda_x'" in capsys.readouterr().err
 
 
 def test_settings_are_routed_and_validated():

@@ -91,13 +91,17 @@ def test_trivial_feature_precision_splits_ties():
     assert out["chance"] == pytest.approx(1 / 3)
 
 
+START = 880_000_000
+"""Epoch seconds in 1997, when MovieLens-100k was collected (1970 dates are invalid)."""
+
+
 def _write_movielens(folder):
     folder.mkdir()
     rows = []
     for u in range(8):
         for j in range(6):
-            rows.append(f"{u + 1}\t{(u * 3 + j) % 12 + 1}\t4\t{1000 + 10 * j + u}")
-    rows.insert(5, "3\tnot-an-item\t4\t1234")  # line 6: a bad item id
+            rows.append(f"{u + 1}\t{(u * 3 + j) % 12 + 1}\t4\t{START + 10 * j + u}")
+    rows.insert(5, f"3\tnot-an-item\t4\t{START + 234}")  # line 6: a bad item id
     (folder / "u.data").write_text("\n".join(rows) + "\n")
     genres = ["0"] * 19
     items = []
@@ -225,3 +229,43 @@ def test_generic_impressions_reject_a_click_that_was_not_shown(tmp_path):
     assert train.history[1, -1] == train.shown[0, 1]  # the click on y is the next history
     saved = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert saved["records"] == 2
+
+
+def test_click_logs_parse_as_prepare_does(tmp_path):
+    # The rules of `recrl prepare`: 1970 is outside --time-range, a repeat is a duplicate.
+    _write_movielens(tmp_path / "ml")
+    with open(tmp_path / "ml" / "u.data", "a") as f:
+        f.write("1\t5\t4\t1000\n")  # line 50: epoch seconds of 1970
+        f.write(f"1\t1\t4\t{START}\n")  # line 51: user 1 rated item 1 at START before
+    config = DisplaySetConfig(
+        source="movielens", input_path=str(tmp_path / "ml"), output_path=str(tmp_path / "out"),
+        set_size=4, max_invalid_fraction=0.05,
+    )  # fmt: skip
+    meta = build_display_sets(config).meta
+    assert meta["rows"]["input"] == 51
+    assert meta["rows"]["dropped"]["invalid_timestamp"] == 1
+    assert meta["rows"]["dropped"]["duplicate_event"] == 1
+    assert meta["drop_examples"]["invalid_timestamp"]["line"] == 50
+
+
+def test_impression_timestamps_have_one_format_for_all_files(tmp_path):
+    folder = tmp_path / "imp"
+    folder.mkdir()
+    (folder / "a.csv").write_text(
+        "user_id,timestamp,shown,clicked\n"
+        "a,2024-01-01T00:00:00Z,x y,y\n"
+        "a,2024-01-01T00:01:00Z,x w,x\n"
+        "b,2024-01-01T00:02:00Z,x y,\n"
+    )
+    # Epoch seconds are plausible, but the input's one format is ISO-8601 (3 votes to 1).
+    (folder / "b.csv").write_text("user_id,timestamp,shown,clicked\nc,1704067200,x y,x\n")
+    config = DisplaySetConfig(
+        source="impressions", input_path=str(folder), output_path=str(tmp_path / "out"),
+        max_invalid_fraction=0.5, split_fractions=(1.0, 0.0, 0.0),
+    )  # fmt: skip
+    meta = build_display_sets(config).meta
+    assert meta["rows"]["dropped"]["invalid_timestamp"] == 1
+    assert meta["drop_examples"]["invalid_timestamp"] == {
+        "file": str(folder / "b.csv"), "line": 2, "value": "1704067200"
+    }  # fmt: skip
+    assert meta["rows"]["kept"] == 3

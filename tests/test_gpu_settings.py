@@ -16,6 +16,7 @@ from models.sasrec.precision import autocast_dtype
 from models.sasrec.sasrec_rl_module import OBJECTIVE_INPUTS
 from pipelines import cli
 from pipelines.commands.train import train_config
+from pipelines.errors import SettingError
 from pipelines.train.config import TrainConfig
 from pipelines.train.device import check_gpu_request, learner_device
 from pipelines.train.sasrec_algorithm import algorithm_config
@@ -71,7 +72,7 @@ def test_train_config_rejects_impossible_resource_settings():
         _config(num_gpus_per_learner=1.5)
     with pytest.raises(ValueError, match=r"may not name \['GPU'\]"):
         _config(custom_resources_per_learner={"GPU": 1})
-    with pytest.raises(ValueError, match="precision must be one of"):
+    with pytest.raises(ValueError, match="setting precision: expected one of"):
         _config(precision="fp16")
     config = _config(num_gpus_per_learner=2, custom_resources_per_learner={"slot": 1})
     assert config.to_dict()["custom_resources_per_learner.slot"] == 1
@@ -93,7 +94,7 @@ def test_cli_gpu_and_placement_flags(tmp_path):
     assert train_config(args).num_gpus_per_learner == 0.25
     assert train_config(args).precision == "auto"
     args = parser.parse_args(["train", "--data", "/d", "--learner-resource", "slot"])
-    with pytest.raises(SystemExit, match="NAME=AMOUNT"):
+    with pytest.raises(SettingError, match="--learner-resource expects NAME=AMOUNT"):
         train_config(args)
 
     rllib = algorithm_config(config, META)

@@ -169,3 +169,44 @@ def test_auth_headers_follow_ray_token_settings(monkeypatch, tmp_path):
     assert jobs.auth_headers() == {"Authorization": "Bearer xyz"}
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     assert jobs.auth_headers() == {}
+
+
+class _ProbeOnlyClient:
+    """A job server whose Python lacks pyarrow: the probe job fails with its line."""
+
+    def __init__(self):
+        self.submitted = []
+
+    def submit_job(self, entrypoint, runtime_env):
+        self.submitted.append(entrypoint)
+        return f"raysubmit_{len(self.submitted)}"
+
+    def get_job_status(self, job_id):
+        return "FAILED"
+
+    def get_job_logs(self, job_id):
+        return ("RECRL_PROBE missing /usr/bin/python3 pyarrow: ModuleNotFoundError: No module "
+                "named 'pyarrow'\n")  # fmt: skip
+
+
+def test_submit_to_a_cluster_whose_python_cannot_import_recrl_says_so(monkeypatch, capsys):
+    """Issue 16, item 7: a cluster started with `.venv/bin/ray start` outside the venv runs
+    jobs with the system python; the probe job finds it before the real job is submitted."""
+    from tests.hostile import assert_user_error, run_recrl
+
+    client = _ProbeOnlyClient()
+    monkeypatch.setattr(jobs, "connect", lambda address=None: client)
+    outcome = run_recrl(capsys, "submit", "--address", "http://127.0.0.1:1", "--working-dir",
+                        REPO, "--", "stats", "x")  # fmt: skip
+    line = assert_user_error(outcome, "/usr/bin/python3", "cannot import pyarrow", "activate")
+    assert "Traceback" not in line
+    assert client.submitted == ["python -m pipelines.job_probe"]  # the real job never went
+
+
+def test_the_probe_reports_its_python():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "pipelines.job_probe"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert out.strip() == f"RECRL_PROBE ok {sys.executable}"

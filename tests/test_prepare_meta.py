@@ -127,3 +127,43 @@ def test_write_and_read_meta(tmp_path):
     write_meta(str(tmp_path), meta)
     assert json.loads((tmp_path / META_FILE).read_text()) == meta
     assert read_meta(str(tmp_path)) == meta
+
+
+def _tiny_dataset(root):
+    """Two train shards of 3 and 1 rows and meta.json with their manifest."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.prepare.manifest import SHARDS, build_manifest
+
+    (root / "train").mkdir(parents=True)
+    pq.write_table(pa.table({"a": [1, 2, 3]}), root / "train" / "part-00000-000.parquet")
+    pq.write_table(pa.table({"a": [4]}), root / "train" / "part-00001-000.parquet")
+    meta = {"format_version": FORMAT_VERSION, SHARDS: build_manifest(str(root))}
+    write_meta(str(root), meta)
+    return meta
+
+
+def test_manifest_lists_rows_bytes_and_sha256_of_every_shard(tmp_path):
+    meta = _tiny_dataset(tmp_path)
+    first, second = (tmp_path / "train" / f"part-0000{k}-000.parquet" for k in (0, 1))
+    assert meta["shards"] == [
+        {"path": "train/part-00000-000.parquet", "rows": 3, "bytes": first.stat().st_size,
+         "sha256": hashlib.sha256(first.read_bytes()).hexdigest()},
+        {"path": "train/part-00001-000.parquet", "rows": 1, "bytes": second.stat().st_size,
+         "sha256": hashlib.sha256(second.read_bytes()).hexdigest()},
+    ]  # fmt: skip
+
+
+def test_verify_dataset_names_the_shard_that_differs(tmp_path):
+    from pipelines.prepare.errors import ShardMismatchError
+    from pipelines.prepare.manifest import verify_dataset
+
+    meta = _tiny_dataset(tmp_path)
+    assert verify_dataset(str(tmp_path), checksums=True) == meta
+    (tmp_path / "train" / "part-00001-000.parquet").unlink()
+    with pytest.raises(ShardMismatchError, match=r"part-00001-000\.parquet is missing"):
+        verify_dataset(str(tmp_path), checksums=False)
+    write_meta(str(tmp_path), {"format_version": 1})
+    with pytest.raises(ShardMismatchError, match="without a shard manifest"):
+        verify_dataset(str(tmp_path), checksums=False)

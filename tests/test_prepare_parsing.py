@@ -26,6 +26,9 @@ def code(reason: str) -> int:
     return schema.REASON_CODE[reason]
 
 
+ISO = "2014-04-07T10:51:09.277Z"
+
+
 def test_hand_computed_epoch_agrees_with_the_calendar():
     assert DAY_2014_04_07 == 16167
     assert YOOCHOOSE_NS == utc_ns(2014, 4, 7, 10, 51, 9, ns=277_000_000) == 1396867869277000000
@@ -72,9 +75,9 @@ def test_bad_iso_timestamps_are_invalid(unit):
 
 
 def test_unix_seconds_and_milliseconds_are_exact():
-    seconds, ok_s = parse_timestamps(pa.array(["881250949", " 978300760 ", "1.5"]), "s")
+    seconds, ok_s = parse_timestamps(pa.array(["881250949", " 978300760 ", "881250949.5"]), "s")
     assert ok_s.tolist() == [True, True, True]
-    assert seconds.tolist() == [881250949 * 10**9, 978300760 * 10**9, 1_500_000_000]
+    assert seconds.tolist() == [881250949 * 10**9, 978300760 * 10**9, 881250949_500_000_000]
     # 1433221332117 ms * 1e6 is not representable in float64 (it rounds to ...116999936).
     millis, ok_ms = parse_timestamps(pa.array(["1433221332117", "+1433224214164", "x"]), "ms")
     assert ok_ms.tolist() == [True, True, False]
@@ -97,19 +100,24 @@ def test_timestamp_typed_column_is_converted_to_ns():
     assert valid.tolist() == [True, False]
 
 
-def test_auto_reads_integer_strings_as_ns_and_the_rest_as_iso():
-    values, valid = parse_timestamps(
-        pa.array([str(YOOCHOOSE_NS), "2014-04-07T10:51:09.277Z", "5", "abc"]), "auto"
-    )
-    assert values.tolist() == [YOOCHOOSE_NS, YOOCHOOSE_NS, 5, 0]
-    assert valid.tolist() == [True, True, True, False]
+def test_auto_decides_one_format_for_the_column_by_majority():
+    # Two ISO values outvote one ns value: the ns value is invalid, never read as ns.
+    values, valid = parse_timestamps(pa.array([str(YOOCHOOSE_NS), ISO, ISO, "5", "abc"]), "auto")
+    assert valid.tolist() == [False, True, True, False, False]
+    assert values.tolist() == [0, YOOCHOOSE_NS, YOOCHOOSE_NS, 0, 0]
+    # The same values with ns in the majority: now the ISO value is the invalid one.
+    values, valid = parse_timestamps(pa.array([str(YOOCHOOSE_NS)] * 2 + [ISO]), "auto")
+    assert valid.tolist() == [True, True, False]
 
 
-@pytest.mark.parametrize("unit", ["ns", "auto", "ms"])
-def test_out_of_range_numbers_are_invalid_not_an_exception(unit):
-    values, valid = parse_timestamps(pa.array(["99999999999999999999", "1e30", "7"]), unit)
-    assert valid.tolist() == [False, False, True]
-    assert values[:2].tolist() == [0, 0]
+@pytest.mark.parametrize(
+    ("unit", "good"),
+    [("ns", str(YOOCHOOSE_NS)), ("auto", str(YOOCHOOSE_NS)), ("ms", "1396867869277")],
+)
+def test_out_of_range_numbers_are_invalid_not_an_exception(unit, good):
+    values, valid = parse_timestamps(pa.array(["99999999999999999999", "1e30", "7", good]), unit)
+    assert valid.tolist() == [False, False, False, True]
+    assert values.tolist() == [0, 0, 0, YOOCHOOSE_NS]
 
 
 # --- ids -------------------------------------------------------------------------------
@@ -136,6 +144,15 @@ def test_str_ids_are_trimmed_and_empty_ones_invalid():
     values, valid = parse_ids(pa.array([" u1 ", "S", "", "  ", None]), "str")
     assert values.to_pylist() == ["u1", "S", "", "", ""]
     assert valid.tolist() == [True, True, False, False, False]
+
+
+@pytest.mark.parametrize("id_type", ["str", "int"])
+def test_null_spellings_are_invalid_ids_and_negative_ids_are_valid(id_type):
+    raw = ["nan", "NaN", "null", "NULL", "None", " none ", "<NA>", "", "-7", "7"]
+    values, valid = parse_ids(pa.array(raw), id_type)
+    assert valid.tolist() == [False] * 8 + [True, True]
+    expected = ["-7", "7"] if id_type == "str" else [-7, 7]
+    assert values.to_pylist()[8:] == expected
     numbers, ok = parse_ids(pa.array([10, 11], pa.int64()), "str")  # int column, str ids
     assert numbers.to_pylist() == ["10", "11"] and ok.tolist() == [True, True]
 
@@ -158,9 +175,6 @@ def raw_events(rows):
             schema.BAD: pa.array([r[5] for r in rows], pa.string()),
         }
     )
-
-
-ISO = "2014-04-07T10:51:09.277Z"
 
 
 def test_parse_events_maps_events_and_marks_the_first_failing_check():
@@ -229,10 +243,15 @@ def test_parse_events_with_string_ids_and_auto_timestamps():
     )
     assert out[schema.SESSION_ID].to_pylist() == ["u1", "u2", ""]
     assert out[schema.ITEM_ID].to_pylist() == ["a", "b", "c"]
-    assert out[schema.TIMESTAMP].to_pylist() == [YOOCHOOSE_NS, YOOCHOOSE_NS + 1, YOOCHOOSE_NS]
+    # One format for the column: ISO has the majority, so the ns value is invalid.
+    assert out[schema.TIMESTAMP].to_pylist() == [YOOCHOOSE_NS, 0, YOOCHOOSE_NS]
     assert out[schema.IS_BUY].to_pylist() == [False, True, False]
-    assert out[schema.DROP].to_pylist() == [0, 0, code("invalid_session_id")]
-    assert out[schema.BAD].to_pylist() == [None, None, ""]
+    assert out[schema.DROP].to_pylist() == [
+        0,
+        code("invalid_timestamp"),
+        code("invalid_session_id"),
+    ]
+    assert out[schema.BAD].to_pylist() == [None, str(YOOCHOOSE_NS + 1), ""]
 
 
 def test_drop_reason_codes_follow_the_schema_order():

@@ -22,6 +22,7 @@ from pipelines.prepare.pipeline import prepare
 from tests.conftest import shared_dataset
 
 pytestmark = pytest.mark.ray
+SPLIT_DIRS = ("train/", "val/", "test/")
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,12 @@ def test_generated_dataset_matches_the_pandas_reference(ray_session, generated, 
     sessions = {n: set(read_split(out, n)[cols.SESSION_ID]) for n in ("train", "val", "test")}
     assert not (sessions["train"] & sessions["val"]) and not (sessions["val"] & sessions["test"])
     assert result.meta["n_items"] == meta["pad_id"]
+
+    # meta.json lists every file written, with its rows: all transitions are in a shard.
+    written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} - {"meta.json"}
+    assert {entry["path"] for entry in meta["shards"]} == written
+    split_rows = [e["rows"] for e in meta["shards"] if e["path"].startswith(SPLIT_DIRS)]
+    assert sum(split_rows) == rows["kept"]
 
     # Same settings and inputs: reused. Different settings: refused unless --overwrite.
     again = PrepareConfig(source="generic", input_path=str(folder), output_path=str(out), seed=7)

@@ -280,3 +280,32 @@ def test_mlflow_sync_command_reports_an_unreachable_server(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["mlflow-sync", "--help"])
     assert "exactly once" in capsys.readouterr().out
+
+
+def test_mlflow_sync_reports_a_torn_record_uploads_the_rest_and_ends_the_run(
+    tmp_path, store, capsys
+):
+    """A job killed in the middle of a spool write (issue 16, item 8): the torn line is
+    named with its line number, the rest goes up, and the run, which the spool never ended,
+    ends FAILED instead of staying RUNNING."""
+    uri, artifacts, client = store
+    spool = tmp_path / "mlflow_spool.jsonl"
+    tracker = Tracker("outage-torn", f"http://127.0.0.1:{free_port()}", spool=spool,
+                      artifact_location=artifacts)  # fmt: skip
+    placeholder = tracker.start("killed")
+    for step in range(5):
+        tracker.log_metrics({"loss/ce": _loss(step)}, step=step)
+    tracker.spool.close()  # SIGKILL: no end(), no status record
+    text = spool.read_text()
+    lines = text.splitlines(keepends=True)
+    spool.write_text("".join(lines[:-1]) + lines[-1][:25])  # the last write cut off
+
+    assert main(["mlflow-sync", str(spool), "--tracking-uri", uri]) == 0
+    captured = capsys.readouterr()
+    torn = [line for line in captured.err.splitlines() if "torn record" in line]
+    assert len(torn) == 1 and f"{spool}:{len(lines)}" in torn[0]
+    run_id = SyncState.load(spool).runs[placeholder]
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert [m.step for m in client.get_metric_history(run_id, "loss/ce")] == [0, 1, 2, 3]
+    assert "ended FAILED" in captured.out

@@ -37,9 +37,11 @@ def test_training_job_logs_a_complete_mlflow_run(ray_session, tmp_path, monkeypa
 
     config = TrainConfig.for_variant(
         "sasrec_ccql", str(data), hidden_size=32, total_steps=100, eval_interval=50,
-        batch_size=64, experiment="test-train",
+        batch_size=64, experiment="test-train", eval_max_rows=40,
     )  # fmt: skip
     result = train(config, run_dir=tmp_path / "run")
+    # the popularity baseline is scored on the model's test rows (all), not on eval_max_rows
+    assert result.popularity_test_metrics["eval_rows"] == result.test_metrics["eval_rows"] > 40
 
     assert result.updates >= 100
     assert [row["updates"] for row in result.val_history][-1] == result.updates

@@ -52,7 +52,7 @@ def test_overrides_replace_top_level_keys_or_fixed_settings(tmp_path):
     ("change", "message"),
     [
         ({"variants": ["nope"]}, "unknown variant 'nope'"),
-        ({"fixed": {"n_negs": 3}}, "unknown setting(s) ['n_negs']"),
+        ({"fixed": {"n_negs": 3}}, "unknown setting 'n_negs' (did you mean 'n_neg'?)"),
         ({"search": {"n_neg": {"logspace": [1, 2]}}}, "unknown kind 'logspace'"),
         ({"search": {"lr": {"loguniform": [0, 1]}}}, "loguniform needs low > 0"),
         ({"search": {"lr": {"uniform": [1, 0.1]}}}, "low < high"),

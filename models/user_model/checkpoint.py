@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,25 @@ def save_user_model(
     extra: dict | None = None,
 ) -> Path:
     """Write the click model φ, the reward r_θ (may be the same network), the item features
-    and the config; ``extra`` holds provenance (data folder, metrics)."""
+    and the config; ``extra`` holds provenance (data folder, metrics).
+
+    Written to a temporary sibling and renamed over ``path``: an interruption or a full
+    disk leaves the previous model file whole, never a truncated one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        _save(tmp, model, reward, item_features, extra)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _save(
+    path: Path, model: UserModel, reward: UserModel, item_features: np.ndarray, extra: dict | None
+) -> None:
     torch.save(
         {
             "format_version": FORMAT_VERSION,
@@ -36,7 +53,6 @@ def save_user_model(
         },
         path,
     )
-    return path
 
 
 @dataclasses.dataclass(frozen=True)

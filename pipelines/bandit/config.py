@@ -11,6 +11,7 @@ from envs.synthetic_bandit import SYN_REPEATS
 from models.bandits.latent_factor import LatentFactorConfig
 from models.bandits.registry import POLICIES, policy_config
 from models.bandits.sequence_representation import SequenceRepresentationConfig
+from pipelines.settings import check_known, check_types, field_types, refused
 
 REFERENCE_POLICIES = ("oracle",)
 """Policies that read the simulator's ground truth; they exist only in runs, not in models/."""
@@ -155,10 +156,21 @@ class BanditRunConfig:
                 seq[key] = value
             else:
                 policy[key] = value
-        return dataclasses.replace(
-            self, **run, representation=dataclasses.replace(self.representation, **rep),
-            sasrec=dataclasses.replace(self.sasrec, **seq), policy_settings=policy,
-        )  # fmt: skip
+        run = check_types(type(self), run)
+        rep = check_types(LatentFactorConfig, rep)
+        seq = check_types(SequenceRepresentationConfig, seq)
+        name = str(run.get("policy", self.policy)).lower()
+        if name in POLICIES:  # unknown policy names are reported by validate()
+            config = policy_config(name)
+            own = field_types(type(config)) if config is not None else {}
+            new = {k: v for k, v in settings.items() if k in policy}
+            check_known(new, {*own, *run_fields, *rep_fields, *seq_fields, "embedding_dim"})
+            policy.update(check_types(type(config), new) if config is not None else {})
+        with refused():
+            return dataclasses.replace(
+                self, **run, representation=dataclasses.replace(self.representation, **rep),
+                sasrec=dataclasses.replace(self.sasrec, **seq), policy_settings=policy,
+            )  # fmt: skip
 
     def as_params(self) -> dict[str, Any]:
         """Flat params for MLflow."""

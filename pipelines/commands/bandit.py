@@ -123,19 +123,22 @@ def register(commands) -> None:
 def run(args) -> int:
     from pipelines.bandit.config import BanditRunConfig
     from pipelines.bandit.loop import run_bandit
+    from pipelines.checks import check_input, check_output_dir
     from pipelines.commands.overrides import parse_overrides
+    from pipelines.settings import refused
     from pipelines.tracking import NullTracker, Tracker, dashboard_command
 
-    try:
+    settings = parse_overrides(args.overrides)
+    with refused():
         config = BanditRunConfig(
             policy=args.policy, env=args.env, rounds=args.rounds, slate_size=args.slate_size,
             seed=args.seed, tracking=not args.no_mlflow, data_path=args.data, n_users=args.users,
             backend=args.backend,
-        ).with_settings(parse_overrides(args.overrides))  # fmt: skip
-    except (TypeError, ValueError) as error:
-        raise SystemExit(f"recrl bandit: {error}") from error
+        ).with_settings(settings)  # fmt: skip
+    if config.data_path:
+        check_input(config.data_path, "--data")
     name = f"{config.policy}-{config.env}-seed{config.seed}"
-    run_dir = args.run_dir or Path("runs") / "bandit" / name
+    run_dir = check_output_dir(args.run_dir or Path("runs") / "bandit" / name, "--run-dir")
     tracker = Tracker(experiment=config.experiment) if config.tracking else NullTracker()
     with tracker:
         tracker.start(name, params=config.as_params(), tags={"policy": config.policy})
@@ -157,14 +160,20 @@ def run(args) -> int:
 
 
 def write_series(result, path: Path) -> Path:
-    """One CSV row per round: reward, oracle reward, CTR, cumulative regret."""
+    """One CSV row per round: reward, oracle reward, CTR, cumulative regret. Written aside
+    and renamed in (`atomic_write`): an interrupted write leaves the previous file whole."""
+    from pipelines.atomic_output import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
     regret = result.cumulative_regret
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["round", "reward", "oracle_reward", "ctr", "cumulative_regret"])
-        for t in range(len(result.rewards)):
-            writer.writerow(
-                [t + 1, result.rewards[t], result.oracle_rewards[t], result.ctr[t], regret[t]]
-            )
-    return path
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["round", "reward", "oracle_reward", "ctr", "cumulative_regret"])
+            for t in range(len(result.rewards)):
+                writer.writerow(
+                    [t + 1, result.rewards[t], result.oracle_rewards[t], result.ctr[t], regret[t]]
+                )
+
+    return atomic_write(path, write)

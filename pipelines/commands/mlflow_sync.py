@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from pipelines.errors import JobFailedError, UserError
+
 _EPILOG = """\
 When the MLflow tracking server cannot be reached, `recrl train` keeps training and writes
 what it would have logged (metrics with their steps and timestamps, params, tags, artifact
@@ -26,6 +28,10 @@ spool itself; what is left at the end is uploaded by this command:
 tracking server: --tracking-uri, else the URI recorded in the spool, else
 MLFLOW_TRACKING_URI, else sqlite:///mlruns.db. Exit status 0 when everything went up, 1 when
 the server could not be reached (nothing is lost: rerun later).
+
+Run it once the job has ended: a line cut off by a killed job (a torn record) is reported
+with its line number and skipped, the rest is uploaded, and a run the spool never ended
+(its job was killed) is ended FAILED; a run ends FINISHED or FAILED, never RUNNING.
 
 examples:
   recrl mlflow-sync runs/sasrec_ccql-20250101-120000/mlflow_spool.jsonl
@@ -67,28 +73,29 @@ def run(args) -> int:
 
     spool = args.spool / SPOOL_FILE if args.spool.is_dir() else args.spool
     if not spool.is_file():
-        print(f"recrl mlflow-sync: no spool at {spool} (a run folder or its "
-              f"{SPOOL_FILE} expected)", file=sys.stderr)  # fmt: skip
-        return 2
+        raise UserError(f"no spool at {spool} (a run folder or its {SPOOL_FILE} expected)")
     try:
-        uri = args.tracking_uri or spool_uri(spool) or tracking_uri()
-    except SpoolError as exc:
-        print(f"recrl mlflow-sync: {exc}", file=sys.stderr)
-        return 2
+        uri = args.tracking_uri or spool_uri(spool, torn=[]) or tracking_uri()
+    except (SpoolError, OSError) as exc:
+        raise UserError(f"{spool}: {exc}") from None
     # fail within seconds when the server is still down, not after MLflow's minutes of retries
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     try:
-        report = sync_spool(spool, MlflowClient(tracking_uri=uri))
+        report = sync_spool(spool, MlflowClient(tracking_uri=uri), final=True)
     except SpoolError as exc:
-        print(f"recrl mlflow-sync: {exc}", file=sys.stderr)
-        return 2
+        raise UserError(str(exc)) from None
     except (MlflowException, OSError, ConnectionError) as exc:
         if isinstance(exc, MlflowException) and rejected(exc):
             raise
-        print(f"recrl mlflow-sync: {uri} unreachable ({exc}); {pending_records(spool)} "
-              "records still to upload, rerun when it is back", file=sys.stderr)  # fmt: skip
-        return 1
+        raise JobFailedError(
+            f"{uri} unreachable ({exc}); {pending_records(spool)} records still to upload "
+            f"from {spool}, rerun when it is back"
+        ) from None
+    for torn in report.torn:
+        why = "cut off" if torn.last else "not a whole record"
+        print(f"recrl mlflow-sync: warning: {spool}:{torn.line}: torn record ({why}: a job "
+              "killed while writing it), skipped", file=sys.stderr)  # fmt: skip
     uploaded = ", ".join(f"{n} {kind}" for kind, n in sorted(report.uploaded.items()))
     print(f"uploaded {report.total} records of {spool} to {uri}"
           + (f" ({uploaded})" if uploaded else " (nothing new)"))  # fmt: skip
@@ -98,4 +105,7 @@ def run(args) -> int:
         print(f"  {n} {kind} records rejected by the server (see the warnings)")
     for path in report.missing_artifacts:
         print(f"  artifact {path} no longer exists: not uploaded")
+    for run_id, status in report.finished.items():
+        print(f"  run {run_id} had no final status in the spool (its job was killed): "
+              f"ended {status}")  # fmt: skip
     return 0

@@ -64,18 +64,28 @@ def register(commands) -> None:
 
 
 def run(args) -> int:
+    from pipelines.checks import check_input, check_output_dir
+    from pipelines.commands.usermodel import _check_display_sets
+    from pipelines.settings import refused
     from pipelines.slate.slate_job import SlateJob, run_slate_job
     from pipelines.slate.slate_q_config import CDQNConfig
 
     warmup = min(500, args.steps // 10) if args.warmup_steps is None else args.warmup_steps
-    job = SlateJob(
-        data=args.data, user_model=args.user_model, test_user_model=args.test_user_model,
-        policy=args.policy, k=args.k, episodes=args.episodes or None,
-        episode_length=args.episode_length, seeds=tuple(args.seeds), out_dir=args.out,
-        max_pool=args.max_pool, tracking=not args.no_mlflow, eval_interval=args.eval_interval,
-        cdqn=CDQNConfig(env_steps=args.steps, gamma=args.gamma, batch_size=args.batch_size,
-                        warmup_steps=warmup),
-    )  # fmt: skip
+    with refused():
+        job = SlateJob(
+            data=args.data, user_model=args.user_model, test_user_model=args.test_user_model,
+            policy=args.policy, k=args.k, episodes=args.episodes or None,
+            episode_length=args.episode_length, seeds=tuple(args.seeds), out_dir=args.out,
+            max_pool=args.max_pool, tracking=not args.no_mlflow,
+            eval_interval=args.eval_interval,
+            cdqn=CDQNConfig(env_steps=args.steps, gamma=args.gamma, batch_size=args.batch_size,
+                            warmup_steps=warmup),
+        )  # fmt: skip
+    _check_display_sets(args.data)
+    check_input(args.user_model, "--user-model", kind="file")
+    if args.test_user_model:
+        check_input(args.test_user_model, "--test-user-model", kind="file")
+    check_output_dir(args.out, "--out")
     result = run_slate_job(job)
     s = result["summary"]
     users = args.episodes or "all test"

@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipelines import errors
+
 _SUBMIT_EPILOG = """\
 Everything after `--` is the recrl command to run on the cluster. The checkout
 (--working-dir) is uploaded without data, runs/, MLflow stores (mlruns.db, mlartifacts/),
@@ -73,8 +75,8 @@ def run(args) -> int:
     if recrl_args[:1] == ["--"]:
         recrl_args = recrl_args[1:]
     if not recrl_args:
-        raise SystemExit("recrl submit: name the command to run after --, e.g. "
-                         "recrl submit -- train --data /shared/rc15")  # fmt: skip
+        raise errors.UserError("recrl submit: name the command to run after --, e.g. "
+                               "recrl submit -- train --data /shared/rc15")  # fmt: skip
     if recrl_args[0] == "recrl":  # `recrl submit -- recrl train ...` means the same
         recrl_args = recrl_args[1:]
     address = resolve_address(args.address)
@@ -83,10 +85,13 @@ def run(args) -> int:
         outcome = submit(address, recrl_args, working_dir=args.working_dir,
                          wait=not args.no_wait, timeout_s=args.timeout)  # fmt: skip
     except JobFailedError as exc:
-        print(f"recrl submit: {exc}", file=sys.stderr)
-        return 1
+        # the last log lines as a report, then the one error line
+        headline, _, tail = str(exc).partition("\n")
+        if tail:
+            print(tail, file=sys.stderr)
+        raise errors.JobFailedError(headline) from None
     except JobSubmissionError as exc:
-        raise SystemExit(f"recrl submit: {exc}") from None
+        raise errors.UserError(str(exc)) from None
     if args.no_wait:
         print(outcome.job_id)
         print(f"job {outcome.job_id} {outcome.status}; follow it with `ray job logs --follow "

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipelines.commands.overrides import parse_overrides
+from pipelines.commands.overrides import parse_overrides, read_settings_file
+from pipelines.errors import SettingError
 from pipelines.summaries import format_train_result
+
+DEFAULT_VARIANT = "sasrec_ccql"
 
 _EPILOG = """\
 variants (SPEC §4; one code path, a preset of loss weights each):
@@ -20,8 +23,17 @@ encoder fields (hidden_size, num_blocks, num_heads, dropout) and objective field
 td_weight, n_neg, cql_alpha, cql_temperature, cql_actions, co_weight, co_temperature,
 warmup_steps, double_q, tau, ...).
 
+run folder (--run-dir, default runs/<variant>-<time>): checkpoint/, config.json (all
+settings and the MLflow run id), stability.png. A new run into a folder that holds a
+checkpoint is refused: --resume RUN_DIR continues it (weights, optimiser, target network,
+update count, RNG states, the same MLflow run; the data stream restarts reshuffled, so
+the result matches an uninterrupted run within seed noise, not bit for bit), --overwrite
+replaces it.
+
 examples:
   recrl train --variant sasrec_ccql --data data/rc15 --set n_neg=20 --set cql_alpha=0.05
+  recrl train --resume runs/sasrec_ccql-20250101-120000       # after a crash or ctrl-C
+  recrl train --resume runs/sasrec_ccql-20250101-120000 --steps 8000   # train longer
   recrl train --variant sa2c --data data/rc15 --num-learners 2 --num-gpus-per-learner 0.5
   # on a cluster whose nodes offer one learner_slot each: one learner per node
   RAY_ADDRESS=head:6379 recrl train --data data/rc15 --num-learners 2 \\
@@ -40,8 +52,8 @@ def register(commands) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--variant", default="sasrec_ccql", help="named preset (sasrec_ccql)")
-    p.add_argument("--data", required=True, help="prepared dataset folder (recrl prepare)")
+    p.add_argument("--variant", help=f"named preset ({DEFAULT_VARIANT})")
+    p.add_argument("--data", help="prepared dataset folder (recrl prepare; not with --resume)")
     p.add_argument("--config", type=Path, help="YAML file of settings")
     p.add_argument(
         "--set",
@@ -77,18 +89,85 @@ def register(commands) -> None:
     )
     p.add_argument("--run-dir", type=Path, help="folder for checkpoint and figure")
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its last checkpoint, with its saved settings "
+        "and MLflow run (only --steps and --no-mlflow may change)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in a --run-dir that holds an earlier job's checkpoint",
+    )
     p.set_defaults(handler=run)
 
 
 def train_config(args):
     """The `TrainConfig` of the parsed arguments: --config file, then --set, then flags."""
-    import yaml
-
     from pipelines.train.config import TrainConfig
 
+    settings = _settings(args)
+    variant = settings.pop("variant", None) or args.variant or DEFAULT_VARIANT
+    if not args.data:
+        raise SettingError("--data is required (a prepared dataset folder), unless --resume")
+    return TrainConfig.for_variant(variant, args.data, **settings)
+
+
+def resumed_config(args):
+    """The saved `TrainConfig` of ``--resume RUN_DIR`` and its MLflow run id. Settings given
+    with it must agree with the saved ones, except `RESUME_MAY_CHANGE`."""
+    import dataclasses
+
+    from pipelines.checks import check_input
+    from pipelines.settings import convert, field_types, refused
+    from pipelines.train.config import TrainConfig
+    from pipelines.train.trainer import read_run_config
+
+    if args.run_dir is not None and args.run_dir != args.resume:
+        raise SettingError(f"--resume {args.resume} writes into that folder; drop --run-dir")
+    if args.overwrite:
+        raise SettingError("--resume and --overwrite contradict each other; choose one")
+    check_input(args.resume, "--resume", kind="folder")
+    saved, run_id = read_run_config(args.resume)
+    settings = _settings(args)
+    for key, value in (("variant", args.variant), ("data", args.data)):
+        if value is not None:
+            settings.setdefault(key, value)
+    sections = {"": (saved, TrainConfig), "encoder": (saved.encoder, type(saved.encoder)),
+                "objective": (saved.objective, type(saved.objective))}  # fmt: skip
+    changes: dict = {}
+    for key, value in settings.items():
+        owner = next((s for s, (_, cls) in sections.items() if key in field_types(cls)), None)
+        if owner is None or key in ("encoder", "objective"):
+            from pipelines.settings import unknown_setting
+
+            raise unknown_setting(key, [k for _, c in sections.values() for k in field_types(c)])
+        current, cls = sections[owner]
+        value = convert(key, value, field_types(cls)[key])
+        if value == getattr(current, key):
+            continue
+        if key not in RESUME_MAY_CHANGE:
+            raise SettingError(
+                f"--resume {args.resume}: setting {key}={value!r} differs from the run's saved "
+                f"{getattr(current, key)!r}; a resumed run keeps its settings (only "
+                f"{', '.join(RESUME_MAY_CHANGE)} may change): drop it, or start a new run"
+            )
+        changes[key] = value
+    with refused():
+        return dataclasses.replace(saved, **changes), run_id
+
+
+RESUME_MAY_CHANGE = ("total_steps", "tracking")
+"""Settings a resumed run may change: train longer, or stop logging to MLflow."""
+
+
+def _settings(args) -> dict:
+    """Flat settings of the parsed arguments: --config file, then --set, then flags."""
     settings: dict = {}
     if args.config:
-        settings.update(yaml.safe_load(args.config.read_text()) or {})
+        settings.update(read_settings_file(args.config))
     settings.update(parse_overrides(args.overrides))
     flags = {
         "total_steps": args.steps,
@@ -106,8 +185,7 @@ def train_config(args):
         }
     if args.no_mlflow:
         settings["tracking"] = False
-    variant = settings.pop("variant", args.variant)
-    return TrainConfig.for_variant(variant, args.data, **settings)
+    return settings
 
 
 def _resources(pairs: list[str]) -> dict[str, float]:
@@ -119,14 +197,19 @@ def _resources(pairs: list[str]) -> dict[str, float]:
         except ValueError:
             sep = ""
         if not sep or not name.strip():
-            raise SystemExit(f"--learner-resource expects NAME=AMOUNT, got {pair!r}")
+            raise SettingError(f"--learner-resource expects NAME=AMOUNT, got {pair!r}")
     return out
 
 
 def run(args) -> int:
-    from pipelines.train.trainer import train
+    from pipelines.train.trainer import latest_checkpoint, train
 
-    config = train_config(args)
-    result = train(config, run_dir=args.run_dir)
+    if args.resume is not None:
+        config, run_id = resumed_config(args)
+        checkpoint = latest_checkpoint(args.resume)
+        result = train(config, run_dir=args.resume, resume_from=checkpoint, run_id=run_id)
+    else:
+        config = train_config(args)
+        result = train(config, run_dir=args.run_dir, overwrite=args.overwrite)
     print(format_train_result(config, result))
     return 0

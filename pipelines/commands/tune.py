@@ -87,30 +87,31 @@ def register(commands) -> None:
 
 
 def run(args) -> int:
+    from pipelines.checks import check_output_dir, check_prepared_dataset
     from pipelines.commands.overrides import parse_overrides
-    from pipelines.tune.study import StudyError, load_study
-    from pipelines.tune.sweep import DEFAULT_STORAGE, SweepExistsError, run_sweep
+    from pipelines.tune.study import load_study
+    from pipelines.tune.sweep import DEFAULT_STORAGE, run_sweep
 
-    try:
-        study = load_study(args.study, parse_overrides(args.overrides))
-        report = run_sweep(study, storage=args.storage or DEFAULT_STORAGE, resume=args.resume,
-                           tracking=not args.no_mlflow)  # fmt: skip
-    except (StudyError, SweepExistsError) as exc:
-        raise SystemExit(f"recrl tune: {exc}") from None
+    study = load_study(args.study, parse_overrides(args.overrides))
+    if study.trainable == "sasrec":
+        check_prepared_dataset(study.data, f"{args.study}: data")
+    check_output_dir(args.storage or DEFAULT_STORAGE, "--storage")
+    report = run_sweep(study, storage=args.storage or DEFAULT_STORAGE, resume=args.resume,
+                       tracking=not args.no_mlflow)  # fmt: skip
     print(report.table)
     print(f"\nreport: {report.figure}\n        {report.csv}")
     return 0
 
 
 def run_report(args) -> int:
+    from pipelines.errors import UserError
     from pipelines.tracking import NullTracker, Tracker
-    from pipelines.tune.study import StudyError
     from pipelines.tune.sweep import load_sweep_study, write_report
 
     try:
         study, parent = load_sweep_study(args.sweep)
-    except (FileNotFoundError, StudyError) as exc:
-        raise SystemExit(f"recrl report: {exc}") from None
+    except FileNotFoundError as exc:
+        raise UserError(f"recrl report {args.sweep}: not a sweep folder ({exc})") from None
     tracker = NullTracker()
     if parent and not args.no_mlflow:
         tracker = Tracker(experiment=study.experiment)

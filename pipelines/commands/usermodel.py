@@ -7,6 +7,8 @@ import json
 import logging
 import textwrap
 
+from pipelines.errors import UserError
+
 logger = logging.getLogger("recrl")
 
 _EPILOG = """\
@@ -87,6 +89,8 @@ def register(commands) -> None:
     )
     f.add_argument("--no-baselines", action="store_true", help="skip the baselines")
     f.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    f.add_argument("--overwrite", action="store_true",
+                   help="replace the user_model.pt an earlier fit left in --out")  # fmt: skip
     f.set_defaults(handler=run)
 
     e = steps.add_parser("evaluate", help="score a saved user model and the baselines")
@@ -103,16 +107,20 @@ def run(args) -> int:
 
 
 def _build(args) -> int:
+    from pipelines.checks import check_input, check_output_dir
     from pipelines.display_sets.build import build_display_sets
     from pipelines.display_sets.config import DisplaySetConfig
+    from pipelines.settings import refused
 
-    meta = build_display_sets(
-        DisplaySetConfig(
+    with refused():
+        config = DisplaySetConfig(
             source=args.source, input_path=args.input, output_path=args.output,
             set_size=args.set_size, history_len=args.history_len, seed=args.seed,
             max_invalid_fraction=args.max_invalid_fraction,
-        )
-    ).meta  # fmt: skip
+        )  # fmt: skip
+    check_input(args.input, "--input")
+    check_output_dir(args.output, "--output")
+    meta = build_display_sets(config).meta
     rows = meta["rows"]
     dropped = ", ".join(f"{k} {v}" for k, v in rows["dropped"].items() if v) or "none"
     print(f"{meta['records']} page views of {meta['n_users']} users, {meta['n_items']} items, "
@@ -130,13 +138,24 @@ def _build(args) -> int:
 
 def _fit(args) -> int:
     from models.user_model.config import UserModelConfig
-    from pipelines.slate.user_model_job import UserModelJob, run_user_model_job
+    from pipelines.checks import check_output_dir
+    from pipelines.settings import refused
+    from pipelines.slate.user_model_job import MODEL_FILE, UserModelJob, run_user_model_job
 
-    config = UserModelConfig(
-        state=args.state, regularizer=args.regularizer, epochs=args.epochs,
-        adversarial_epochs=args.adversarial_epochs, lr=args.lr,
-        item_embedding_dim=args.embedding_dim, seed=args.seed,
-    )  # fmt: skip
+    with refused():
+        config = UserModelConfig(
+            state=args.state, regularizer=args.regularizer, epochs=args.epochs,
+            adversarial_epochs=args.adversarial_epochs, lr=args.lr,
+            item_embedding_dim=args.embedding_dim, seed=args.seed,
+        )  # fmt: skip
+    _check_display_sets(args.data)
+    out = check_output_dir(args.out, "--out")
+    if (out / MODEL_FILE).exists() and not args.overwrite:
+        # a fit has no intermediate checkpoints to resume from: it is redone or kept
+        raise UserError(
+            f"--out {out} already holds {MODEL_FILE} from an earlier fit; choose another "
+            "--out or replace it with --overwrite"
+        )
     job = UserModelJob(data=args.data, out_dir=args.out, model=config, train_split=args.fit_on,
                        baselines=not args.no_baselines, tracking=not args.no_mlflow)  # fmt: skip
     summary = run_user_model_job(job)
@@ -148,13 +167,24 @@ def _fit(args) -> int:
 
 def _evaluate(args) -> int:
     from models.user_model.checkpoint import load_user_model
+    from pipelines.checks import check_input
     from pipelines.display_sets.records import load_display_sets
     from pipelines.slate.user_model_job import baseline_metrics, evaluate_split
 
-    loaded = load_user_model(args.model)
+    check_input(args.model, "--model", kind="file")
+    _check_display_sets(args.data)
+    try:
+        loaded = load_user_model(args.model)
+    except UserError:
+        raise
+    except Exception as error:  # torch.load of a foreign file: pickle, zip or key errors
+        raise UserError(
+            f"--model {args.model}: not a user model written by `recrl usermodel fit` "
+            f"({type(error).__name__})"
+        ) from None
     dataset = load_display_sets(args.data)
     if loaded.item_features.shape != dataset.item_features.shape:
-        raise SystemExit(
+        raise UserError(
             f"{args.model} was fitted on {loaded.item_features.shape[0] - 1} items with "
             f"{loaded.item_features.shape[1]} features; {args.data} has "
             f"{dataset.n_items} items with {dataset.item_features.shape[1]}: not the same data"
@@ -167,6 +197,18 @@ def _evaluate(args) -> int:
     else:
         _print_table(table)
     return 0
+
+
+def _check_display_sets(path: str, flag: str = "--data") -> None:
+    """``path`` is a folder written by ``recrl usermodel build``."""
+    from pipelines.checks import check_input
+
+    folder = check_input(path, flag, kind="folder")
+    if not (folder / "meta.json").is_file():
+        raise UserError(
+            f"{flag} {folder}: not a display-set folder (no meta.json); build one with "
+            "`recrl usermodel build`"
+        )
 
 
 def _print_table(rows: dict[str, dict]) -> None:

@@ -1,7 +1,10 @@
 """`build_display_sets`: a log → display-set records (parquet) + items + meta.json.
 
-Reading reuses `recrl prepare`'s adapters and parsers (file/line bookkeeping, drop reasons,
-the ``max_invalid_fraction`` rule), so a bad row is reported the same way by both commands.
+Click logs are read by `recrl prepare`'s own parse stage (`prepare.local.parse_local`: one
+timestamp format for the whole input, the plausible-year range, duplicate events, file/line
+bookkeeping, drop reasons) and impression logs by the same rules (`impressions`); the
+``max_invalid_fraction`` rule is prepare's, so a bad row is reported the same way by both
+commands.
 
 The records are built with vectorised numpy on the driver, not with Ray Data: the
 near-in-time construction compares each click with its neighbours in the *global* time
@@ -24,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from pipelines.atomic_output import list_files, refuse_foreign, staged_output
 from pipelines.display_sets.config import NEAR_TIME_SOURCES, DisplaySetConfig
 from pipelines.display_sets.features import read_mind_news, read_movielens_items
 from pipelines.display_sets.impressions import (
@@ -34,6 +38,8 @@ from pipelines.display_sets.impressions import (
 )
 from pipelines.display_sets.near_time import near_time_sets
 from pipelines.display_sets.records import (
+    ITEMS_FILE,
+    META_FILE,
     Records,
     previous_clicks,
     split_users,
@@ -41,12 +47,12 @@ from pipelines.display_sets.records import (
     write_records,
 )
 from pipelines.prepare import schema
-from pipelines.prepare.adapters import find_sources
 from pipelines.prepare.config import PrepareConfig
 from pipelines.prepare.errors import EmptyDatasetError, InvalidValuesError
+from pipelines.prepare.local import parse_local
 from pipelines.prepare.meta import RowAccounting, describe_sources
-from pipelines.prepare.parsing import parse_events
-from pipelines.prepare.reading import SourceFile, read_local
+from pipelines.prepare.reading import SourceFile
+from pipelines.prepare.split import SPLITS
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +80,22 @@ class _Built:
 
 
 def build_display_sets(config: DisplaySetConfig) -> DisplaySetResult:
-    """Read, build, split by user and write; see the module docstring and `records`."""
+    """Read, build, split by user and write; see the module docstring and `records`.
+
+    The folder is built in a staging sibling and swapped in whole when complete
+    (`pipelines.atomic_output`): a failure leaves the previous display sets as they were.
+    A folder holding files recrl did not write is refused, and they are never deleted.
+    """
+    ours = {f"{name}.parquet" for name in SPLITS} | {ITEMS_FILE, META_FILE}
+    refuse_foreign(config.output_path, list_files(config.output_path), ours.__contains__)
+    with staged_output(config.output_path) as staging:
+        meta = _build_into(config, staging)
+    logger.info("wrote %d display-set records to %s", meta["records"], config.output_path)
+    return DisplaySetResult(config.output_path, meta)
+
+
+def _build_into(config: DisplaySetConfig, output_path: str) -> dict[str, Any]:
+    """`build_display_sets` writing into ``output_path``; returns meta.json's contents."""
     start = time.perf_counter()
     build = _near_time if config.source in NEAR_TIME_SOURCES else _impressions
     built = build(config)
@@ -82,9 +103,7 @@ def build_display_sets(config: DisplaySetConfig) -> DisplaySetResult:
     features, names = _item_features(config, built.raw_item_ids)
     n_users = int(records.user.max(initial=-1)) + 1
     user_split = split_users(n_users, config.split_fractions, config.seed)
-    splits = write_records(
-        config.output_path, records, user_split, built.raw_item_ids, features, names
-    )
+    splits = write_records(output_path, records, user_split, built.raw_item_ids, features, names)
     if config.source == "movielens" and "year" in names:
         year = np.append(features[:, names.index("year")], np.nan)
         built.checks["release_year"] = trivial_feature_precision(records.shown, records.click, year)
@@ -108,9 +127,8 @@ def build_display_sets(config: DisplaySetConfig) -> DisplaySetResult:
                      for k, v in dataclasses.asdict(config).items()},
         "timing_s": round(time.perf_counter() - start, 3),
     }  # fmt: skip
-    write_meta(config.output_path, meta)
-    logger.info("wrote %d display-set records to %s", len(records.click), config.output_path)
-    return DisplaySetResult(config.output_path, meta)
+    write_meta(output_path, meta)  # last: meta.json marks the folder complete
+    return meta
 
 
 def trivial_feature_precision(
@@ -158,25 +176,18 @@ def _check_invalid(
 
 
 def _read_events(config: DisplaySetConfig) -> tuple[list[SourceFile], pa.Table]:
+    """Every row of a click log, parsed by `recrl prepare`'s own parse stage
+    (`parse_local`): one timestamp format for the whole input, the same range rule and
+    drop reasons, duplicates across files marked."""
     prepare_config = PrepareConfig(
-        source=config.source, input_path=config.input_path, output_path=config.output_path
-    )
-    adapter, sources = find_sources(prepare_config)
-    tables = []
-    for index, source in enumerate(sources):
-        for table in read_local([source], [index]):
-            events = adapter.to_events(table, source.role, prepare_config)
-            tables.append(
-                parse_events(
-                    events,
-                    timestamp_unit=adapter.timestamp_unit,
-                    session_id_type=adapter.session_id_type,
-                    item_id_type=adapter.item_id_type,
-                )
-            )
-    if not tables:
+        source=config.source, input_path=config.input_path, output_path=config.output_path,
+        timestamp_unit=config.timestamp_unit, time_range=tuple(config.time_range),
+        keep_duplicates=config.keep_duplicates, encoding=config.encoding,
+    )  # fmt: skip
+    parsed = parse_local(prepare_config)
+    if parsed.events.num_rows == 0:
         raise EmptyDatasetError("the input files hold no data rows", file=config.input_path)
-    return sources, pa.concat_tables(tables, promote_options="permissive")
+    return parsed.sources, parsed.events
 
 
 def _near_time(config: DisplaySetConfig) -> _Built:
@@ -237,7 +248,10 @@ def _near_time(config: DisplaySetConfig) -> _Built:
 
 
 def _impressions(config: DisplaySetConfig) -> _Built:
-    sources, parsed = read_impressions(config.source, config.input_path)
+    sources, parsed = read_impressions(
+        config.source, config.input_path, timestamp_unit=config.timestamp_unit,
+        years=tuple(config.time_range), encoding=config.encoding,
+    )  # fmt: skip
     counts: dict[str, int] = {}
     examples: dict[str, tuple[str, int, Any]] = {}
     total = 0

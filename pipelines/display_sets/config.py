@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 from typing import Literal
+
+from pipelines.prepare.config import TIMESTAMP_CHOICES, TimestampChoice
+from pipelines.prepare.parsing import DEFAULT_YEARS, check_years
 
 DisplaySource = Literal["movielens", "yoochoose", "generic", "impressions", "mind"]
 DISPLAY_SOURCES: tuple[str, ...] = ("movielens", "yoochoose", "generic", "impressions", "mind")
@@ -43,6 +47,17 @@ class DisplaySetConfig:
     """Largest ± window of events searched for near-in-time neighbours."""
     per_user: int | None = None
     """At most this many shown items from any one other user (None: no cap)."""
+    timestamp_unit: TimestampChoice | None = None
+    """Timestamp format of the whole input, as `recrl prepare --timestamp-unit`; None: the
+    source's own (MovieLens ``s``, YooChoose ``iso``, MIND its fixed ``11/15/2019 10:22:32
+    AM``; ``auto`` for generic and impressions: one format voted by a sample of every file)."""
+    time_range: tuple[int, int] = DEFAULT_YEARS
+    """First and last plausible year of an event; timestamps outside are invalid."""
+    keep_duplicates: bool = False
+    """Keep exact duplicate events of a click log instead of dropping all but one as
+    ``duplicate_event`` (as `recrl prepare`)."""
+    encoding: str = "utf-8"
+    """Text encoding of CSV/TSV inputs (a Python codec name)."""
 
     def __post_init__(self) -> None:
         if self.source not in DISPLAY_SOURCES:
@@ -56,6 +71,15 @@ class DisplaySetConfig:
             raise ValueError(f"split_fractions must be 3 numbers >= 0 summing to 1: {fractions}")
         if not 0.0 <= self.max_invalid_fraction <= 1.0:
             raise ValueError("max_invalid_fraction must lie in [0, 1]")
+        if self.timestamp_unit is not None and self.timestamp_unit not in TIMESTAMP_CHOICES:
+            raise ValueError(f"timestamp_unit must be one of {TIMESTAMP_CHOICES}")
+        if self.source == "mind" and self.timestamp_unit is not None:
+            raise ValueError("MIND times have one fixed format: leave timestamp_unit unset")
+        check_years(tuple(self.time_range))
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {self.encoding!r}; use e.g. latin-1") from None
 
     @property
     def shown_size(self) -> int:

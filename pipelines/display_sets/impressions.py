@@ -1,9 +1,10 @@
 """Logs that record what was shown: the generic impressions schema and MIND.
 
 Generic impressions (CSV with a header; ``.tsv`` files are tab-separated): ``user_id``,
-``timestamp`` (ns integer or ISO-8601), ``shown`` (space-separated item ids in display
-order), ``clicked`` (space-separated ids of the clicked ones, may be empty) and, optionally,
-``history`` (space-separated clicks made before the log starts).
+``timestamp`` (ISO-8601 or epoch s/ms/us/ns, one format for all files as in `recrl
+prepare`), ``shown`` (space-separated item ids in display order), ``clicked``
+(space-separated ids of the clicked ones, may be empty) and, optionally, ``history``
+(space-separated clicks made before the log starts).
 
 MIND ``behaviors.tsv`` (no header): ``impression_id, user_id, time (11/15/2019 10:22:32
 AM), history, impressions`` with impressions like ``N123-1 N456-0`` (``-1`` = clicked).
@@ -18,6 +19,7 @@ no-click page view.
 from __future__ import annotations
 
 import posixpath
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,9 +29,24 @@ import pyarrow.compute as pc
 
 from models.user_model.data import NO_CLICK
 from pipelines.display_sets.records import Records, previous_clicks
+from pipelines.prepare.adapters import SAMPLE_ROWS
 from pipelines.prepare.errors import MissingInputError
-from pipelines.prepare.parsing import parse_ids, parse_timestamps
-from pipelines.prepare.reading import CsvLayout, SourceFile, check_layout, list_files, read_local
+from pipelines.prepare.parsing import (
+    DEFAULT_YEARS,
+    detect_timestamp_format,
+    parse_ids,
+    parse_timestamps,
+    timestamp_votes,
+    year_range_ns,
+)
+from pipelines.prepare.reading import (
+    CsvLayout,
+    SourceFile,
+    check_layout,
+    list_files,
+    read_first_line,
+    read_local,
+)
 
 IMPRESSION_DROP_REASONS = (
     "malformed_row",
@@ -151,8 +168,11 @@ def _parse(
     )
 
 
-def parse_generic(table: pa.Table) -> ParsedImpressions:
-    """Parse a generic impressions table (string columns + prepare's bookkeeping)."""
+def parse_generic(
+    table: pa.Table, time_format: str, years: tuple[int, int] = DEFAULT_YEARS
+) -> ParsedImpressions:
+    """Parse a generic impressions table (string columns + prepare's bookkeeping);
+    ``time_format`` is the timestamp column's one format for every file (`time_format`)."""
     n = table.num_rows
     item, row = _tokens(table.column("shown"))
     c_item, c_row = _tokens(table.column("clicked"))
@@ -161,14 +181,15 @@ def parse_generic(table: pa.Table) -> ParsedImpressions:
     clicked = np.isin(keys, click_keys)
     row_bad = np.bincount(row, minlength=n) == 0  # nothing shown
     row_bad[c_row[~np.isin(click_keys, keys)]] = True  # a click on an item not shown
-    times = parse_timestamps(table.column("timestamp"), "auto")
+    times = parse_timestamps(table.column("timestamp"), time_format, years)
     history = "history" if "history" in table.column_names else None
     raw_shown = table.column("shown").to_numpy(zero_copy_only=False)
     return _parse(table, "user_id", times, (item, row, clicked, row_bad), history, raw_shown)
 
 
-def parse_mind(table: pa.Table) -> ParsedImpressions:
-    """Parse MIND behaviors.tsv rows: ``N123-1`` is a shown and clicked item."""
+def parse_mind(table: pa.Table, years: tuple[int, int] = DEFAULT_YEARS) -> ParsedImpressions:
+    """Parse MIND behaviors.tsv rows: ``N123-1`` is a shown and clicked item; times have
+    MIND's one fixed format and must lie inside ``years``."""
     n = table.num_rows
     tokens, row = _tokens(table.column("impressions"))
     ok = np.asarray(pc.match_substring_regex(pa.array(tokens, pa.string()), _MIND_TOKEN))
@@ -179,43 +200,64 @@ def parse_mind(table: pa.Table) -> ParsedImpressions:
     raw_time = pd.Series(table.column("time").to_numpy(zero_copy_only=False), dtype=object)
     parsed = pd.to_datetime(raw_time.str.strip(), format=_MIND_TIME, errors="coerce", utc=True)
     times = parsed.to_numpy(dtype="datetime64[ns]", na_value=np.datetime64(0, "ns"))
-    time_values = (times.astype(np.int64), parsed.notna().to_numpy())
+    start, end = year_range_ns(years)
+    times = times.astype(np.int64)
+    ok = parsed.notna().to_numpy() & (times >= start) & (times <= end)
+    time_values = (np.where(ok, times, 0), ok)
     raw_shown = table.column("impressions").to_numpy(zero_copy_only=False)
     shown = (item, row, clicked, row_bad)
     return _parse(table, "user_id", time_values, shown, "history", raw_shown)
 
 
-def read_impressions(source: str, input_path: str) -> tuple[list[SourceFile], list]:
-    """Find and parse the impression files of ``source`` (``impressions`` or ``mind``)."""
+def read_impressions(
+    source: str,
+    input_path: str,
+    *,
+    timestamp_unit: str | None = None,
+    years: tuple[int, int] = DEFAULT_YEARS,
+    encoding: str = "utf-8",
+) -> tuple[list[SourceFile], list]:
+    """Find and parse the impression files of ``source`` (``impressions`` or ``mind``).
+
+    Timestamps are parsed as `recrl prepare` parses them: one format for the whole input
+    (``timestamp_unit``, else MIND's fixed one, else voted by the first
+    `adapters.SAMPLE_ROWS` rows of every file), values outside ``years`` invalid."""
     files = list_files(input_path)
     found: list[SourceFile] = []
     for info in files:
         name = posixpath.basename(info.path).lower()
         if source == "mind" and name == "behaviors.tsv":
-            has_header = check_layout(info.path, MIND_BEHAVIORS)
-            found.append(SourceFile(info.path, "behaviors", MIND_BEHAVIORS, has_header, info.size))
+            has_header = check_layout(info.path, MIND_BEHAVIORS, encoding)
+            found.append(
+                SourceFile(info.path, "behaviors", MIND_BEHAVIORS, has_header, info.size, encoding)
+            )
         elif source == "impressions" and name.endswith((".csv", ".tsv")):
             delimiter = "\t" if name.endswith(".tsv") else ","
             probe = CsvLayout(GENERIC_COLUMNS, GENERIC_COLUMNS, delimiter, header=True)
-            check_layout(info.path, probe)
-            with open(info.path, encoding="utf-8") as f:
-                header = [h.strip().strip('"') for h in f.readline().rstrip("\n").split(delimiter)]
+            check_layout(info.path, probe, encoding)
+            first = read_first_line(info.path, encoding)
+            header = [h.strip().strip('"') for h in first.split(delimiter)]
             columns = (*GENERIC_COLUMNS, "history") if "history" in header else GENERIC_COLUMNS
             layout = CsvLayout(tuple(header), columns, delimiter, header=True)
-            found.append(SourceFile(info.path, "impressions", layout, True, info.size))
+            found.append(SourceFile(info.path, "impressions", layout, True, info.size, encoding))
     if not found:
         wanted = "behaviors.tsv" if source == "mind" else "*.csv or *.tsv impressions"
         seen = ", ".join(posixpath.basename(f.path) for f in files) or "no files"
         raise MissingInputError(f"no {wanted} file (found: {seen})", file=input_path)
-    parse = parse_mind if source == "mind" else parse_generic
-    parsed = []
+    tables = []
     for index, source_file in enumerate(found):
-        tables = read_local([source_file], [index])
-        if not tables:
-            continue
-        table = pa.concat_tables(tables, promote_options="permissive")
-        parsed.append(parse(table))
-    return found, parsed
+        read = read_local([source_file], [index])
+        if read:
+            tables.append(pa.concat_tables(read, promote_options="permissive"))
+    if source == "mind":
+        return found, [parse_mind(table, years) for table in tables]
+    time_format = timestamp_unit or "auto"
+    if time_format == "auto":
+        votes: Counter = Counter()
+        for table in tables:
+            votes += timestamp_votes(table.column("timestamp").slice(0, SAMPLE_ROWS), years)
+        time_format = detect_timestamp_format(votes)
+    return found, [parse_generic(table, time_format, years) for table in tables]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ or the raw value (later counted as ``invalid_event``). `parsing.parse_events` do
 from __future__ import annotations
 
 import fnmatch
+import logging
 import posixpath
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,14 +21,23 @@ import pyarrow.compute as pc
 from pipelines.prepare import schema
 from pipelines.prepare.config import PrepareConfig
 from pipelines.prepare.errors import MissingInputError
-from pipelines.prepare.parsing import IdType, TimestampUnit
+from pipelines.prepare.parsing import (
+    IdType,
+    TimestampUnit,
+    detect_timestamp_format,
+    timestamp_votes,
+)
 from pipelines.prepare.reading import (
     CsvLayout,
     SourceFile,
     check_layout,
     check_parquet_columns,
     list_files,
+    read_first_line,
+    read_local,
 )
+
+logger = logging.getLogger(__name__)
 
 _BOOKKEEPING = (schema.FILE, schema.LINE, schema.DROP, schema.BAD)
 _PARQUET_COLUMNS = (schema.SESSION_ID, schema.TIMESTAMP, schema.ITEM_ID, schema.EVENT)
@@ -47,8 +58,11 @@ class Adapter:
     item_id_type: IdType
     description: str
 
-    def find(self, input_path: str) -> list[SourceFile]:
-        """Match the files at ``input_path`` to roles and check their header/columns."""
+    def find(self, input_path: str, encoding: str = "utf-8") -> list[SourceFile]:
+        """Match the files at ``input_path`` to roles and check their header/columns.
+
+        An empty text file of a role the source does not require (e.g. the buys file of a
+        clicks-only YooChoose export) is skipped with a notice."""
         files = list_files(input_path)
         found: list[SourceFile] = []
         for role, (patterns, layout) in self.layouts.items():
@@ -57,8 +71,17 @@ class Adapter:
                 if any(fnmatch.fnmatch(name, p) for p in patterns):
                     if layout is None:
                         check_parquet_columns(info.path, _PARQUET_COLUMNS)
-                    has_header = True if layout is None else check_layout(info.path, layout)
-                    found.append(SourceFile(info.path, role, layout, has_header, info.size))
+                    elif role not in self.required_roles and not read_first_line(
+                        info.path, encoding
+                    ).strip(" \t\r\n" + layout.delimiter):
+                        logger.warning("%s is empty; going on without %s rows", info.path, role)
+                        continue
+                    has_header = (
+                        True if layout is None else check_layout(info.path, layout, encoding)
+                    )
+                    found.append(
+                        SourceFile(info.path, role, layout, has_header, info.size, encoding)
+                    )
         missing = [r for r in self.required_roles if not any(f.role == r for f in found)]
         if missing:
             wanted = "; ".join(f"{role}: {' or '.join(self.layouts[role][0])}" for role in missing)
@@ -280,7 +303,7 @@ ADAPTERS: dict[str, Adapter] = {
 def find_sources(config: PrepareConfig) -> tuple[Adapter, list[SourceFile]]:
     """The adapter of ``config.source`` and its input files (errors name what is missing)."""
     adapter = ADAPTERS[config.source]
-    sources = adapter.find(config.input_path)
+    sources = adapter.find(config.input_path, config.encoding)
     if not sources:
         patterns = sorted({p for pats, _ in adapter.layouts.values() for p in pats})
         seen = ", ".join(posixpath.basename(f.path) for f in list_files(config.input_path))
@@ -290,3 +313,41 @@ def find_sources(config: PrepareConfig) -> tuple[Adapter, list[SourceFile]]:
             file=config.input_path,
         )
     return adapter, sources
+
+
+SAMPLE_ROWS = 10_000
+"""Rows per file that decide an ``auto`` timestamp format (the first ones of each file)."""
+
+
+def timestamp_format(
+    adapter: Adapter, sources: list[SourceFile], config: PrepareConfig
+) -> tuple[str, dict[str, int]]:
+    """The one timestamp format of the whole input, and the sample's votes.
+
+    ``--timestamp-unit`` wins; else a source with a fixed format keeps it (YooChoose and
+    Open Bandit ISO-8601, RetailRocket ms, MovieLens s); else (``auto``) the first
+    `SAMPLE_ROWS` rows of every file vote (`parsing.timestamp_votes`) and the format most
+    values fit is the column's, for every file and block. Deterministic: the same files
+    give the same decision.
+    """
+    # The sample is read for every source: it also finds a file that is not in its
+    # encoding before any Ray work starts, and meta.json records its votes.
+    samples = [
+        (table, source.role)
+        for index, source in enumerate(sources)
+        for table in read_local([source], [index], max_rows=SAMPLE_ROWS)
+    ]
+    return decide_timestamp_format(adapter, samples, config)
+
+
+def decide_timestamp_format(
+    adapter: Adapter, samples: list[tuple[pa.Table, str]], config: PrepareConfig
+) -> tuple[str, dict[str, int]]:
+    """`timestamp_format` from already read (table, role) samples of each file."""
+    unit = config.timestamp_unit or adapter.timestamp_unit
+    votes: Counter = Counter()
+    for table, role in samples:
+        events = adapter.to_events(table, role, config)
+        votes += timestamp_votes(events.column(schema.TIMESTAMP), config.time_range)
+    decided = detect_timestamp_format(votes) if unit == "auto" else unit
+    return decided, dict(sorted(votes.items()))

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pipelines.errors import SettingError
+from pipelines.prepare.parsing import check_years
+
 SourceName = Literal["yoochoose", "retailrocket", "movielens", "open_bandit", "generic"]
 SOURCES: tuple[str, ...] = ("yoochoose", "retailrocket", "movielens", "open_bandit", "generic")
+TimestampChoice = Literal["auto", "iso", "s", "ms", "us", "ns"]
+TIMESTAMP_CHOICES: tuple[str, ...] = ("auto", "iso", "s", "ms", "us", "ns")
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,19 @@ class PrepareConfig:
     seed: int = 0
     """Seed of the session permutation."""
     max_invalid_fraction: float = 0.01
-    """Fail when more than this fraction of input rows has a bad value of one kind."""
+    """Fail when more than this fraction of all input rows has a bad value (any kind:
+    malformed row, invalid session id, timestamp, item id or event)."""
+    timestamp_unit: TimestampChoice | None = None
+    """Timestamp format of the whole input: ``iso``, epoch ``s``/``ms``/``us``/``ns``, or
+    ``auto`` (detected from a sample of every file); None: the source's own (``auto`` for
+    generic)."""
+    time_range: tuple[int, int] = (1990, 2100)
+    """First and last plausible year of an event; timestamps outside are invalid."""
+    keep_duplicates: bool = False
+    """Keep exact duplicate events (session, item, timestamp, event) instead of dropping
+    all but one as ``duplicate_event``."""
+    encoding: str = "utf-8"
+    """Text encoding of CSV inputs (any Python codec name, e.g. ``latin-1``)."""
     retailrocket_purchase: Literal["addtocart", "transaction"] = "addtocart"
     """RetailRocket event that counts as purchase; ``addtocart`` is the SQN/SA2C convention
     (``transaction`` rows are then dropped); with ``transaction``, add-to-cart rows are."""
@@ -78,11 +96,39 @@ class PrepareConfig:
             raise ValueError("retailrocket_purchase must be 'addtocart' or 'transaction'")
         if self.rows_per_shard < 1:
             raise ValueError("rows_per_shard must be >= 1")
+        self._check_input_settings()
+
+    def _check_input_settings(self) -> None:
+        """Settings of how input values are read; `SettingError`s, checked before Ray."""
+        if self.timestamp_unit is not None and self.timestamp_unit not in TIMESTAMP_CHOICES:
+            raise SettingError(
+                f"--timestamp-unit must be one of {', '.join(TIMESTAMP_CHOICES)}; "
+                f"got {self.timestamp_unit!r}"
+            )
+        try:
+            check_years(tuple(self.time_range))
+        except ValueError as error:
+            raise SettingError(f"--time-range: {error}") from None
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise SettingError(
+                f"--encoding: unknown encoding {self.encoding!r}; use a Python codec name "
+                "such as utf-8 or latin-1"
+            ) from None
 
     def fingerprint_fields(self) -> dict:
         """Settings that change the produced transitions (used to detect a different dataset
         in an existing output folder)."""
         skip = {"output_path", "overwrite", "num_partitions", "rows_per_shard"}
+        # Input-reading settings count only when set away from their default, so outputs
+        # written before they existed keep their fingerprint.
+        for name in ("timestamp_unit", "time_range", "keep_duplicates", "encoding"):
+            if getattr(self, name) == _DEFAULTS[name]:
+                skip.add(name)
         return {
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip
         }
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(PrepareConfig)}

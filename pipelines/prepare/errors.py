@@ -54,3 +54,15 @@ class EmptyDatasetError(DataError):
 
 class OutputExistsError(DataError):
     """The output folder already holds a different dataset."""
+
+
+class ForeignFilesError(OutputExistsError):
+    """The output folder holds files recrl did not write; they are listed, never deleted."""
+
+
+class OutputNotWritableError(DataError):
+    """The output folder cannot be created where it was asked for."""
+
+
+class ShardMismatchError(DataError):
+    """A prepared dataset's files differ from the shard manifest in its meta.json."""

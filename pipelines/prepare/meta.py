@@ -11,7 +11,8 @@ from typing import Any
 from pipelines.prepare.reading import SourceFile, resolve_filesystem
 
 META_FILE = "meta.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: meta.json lists every shard (``shards``: path, rows, bytes, sha256)."""
 
 
 def file_sha256(path: str, chunk_size: int = 8 << 20) -> str:

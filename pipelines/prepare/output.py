@@ -1,13 +1,16 @@
 """The output folder of `recrl prepare`: refusing to clobber it, and writing the shards.
 
-`prepare` writes exactly `OUTPUT_ENTRIES`; ``meta.json`` comes last and marks the folder
-complete. An existing folder with the same dataset id is reused, a different one refused
-unless ``overwrite``, and files recrl did not write are never deleted.
+`prepare` builds the new dataset in a staging sibling and swaps it in when complete
+(`pipelines.atomic_output`), ``meta.json`` with its shard manifest written last. An existing
+folder with the same dataset id is reused once its shards match the manifest; a different
+or incomplete one is refused unless ``overwrite``; a folder holding files recrl did not
+write (at any depth) is refused always, and nothing in it is ever deleted.
 """
 
 from __future__ import annotations
 
 import posixpath
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -15,9 +18,11 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from models import batch as cols
+from pipelines.atomic_output import check_writable, list_files, recover, refuse_foreign
 from pipelines.prepare import stages
 from pipelines.prepare.config import PrepareConfig
 from pipelines.prepare.errors import OutputExistsError
+from pipelines.prepare.manifest import manifest_paths, verify_dataset
 from pipelines.prepare.meta import META_FILE, read_meta
 from pipelines.prepare.reading import resolve_filesystem
 from pipelines.prepare.split import SPLITS
@@ -25,53 +30,66 @@ from pipelines.prepare.split import SPLITS
 ITEMS_FILE = "items.parquet"
 SESSIONS_FILE = "sessions.parquet"
 OUTPUT_ENTRIES = (*SPLITS, ITEMS_FILE, SESSIONS_FILE, META_FILE)
-"""Everything `prepare` writes; with ``overwrite`` only these are removed."""
+"""The top-level entries `prepare` writes."""
+WRITTEN_BY_PREPARE = re.compile(
+    rf"({'|'.join(SPLITS)})/part-\d+-\d+\.parquet|{re.escape(ITEMS_FILE)}"
+    rf"|{re.escape(SESSIONS_FILE)}|{re.escape(META_FILE)}"
+)
+"""Names any version of `prepare` writes: what a folder without a manifest may hold."""
 
 
 def check_output(config: PrepareConfig, dataset_id: str, settings: dict) -> dict | None:
-    """Return the existing meta when the folder already holds this dataset; refuse a
-    different one unless ``overwrite``; never delete files `prepare` did not write."""
+    """Return the existing meta when the folder already holds this dataset and its shards
+    match the manifest (checksums included); refuse a different, damaged or incomplete
+    dataset unless ``overwrite``, and files recrl did not write always. Deletes nothing:
+    the folder is replaced only when the new dataset is complete."""
+    recover(config.output_path)  # a swap a killed run left half done
+    check_writable(config.output_path)
     fs, local = resolve_filesystem(config.output_path)
     info = fs.get_file_info(local)
     if info.type == pafs.FileType.NotFound:
-        fs.create_dir(local, recursive=True)
         return None
     if info.type != pafs.FileType.Directory:
         raise OutputExistsError("output path exists and is not a folder", file=local)
-    entries = fs.get_file_info(pafs.FileSelector(local))
-    names = {posixpath.basename(e.path) for e in entries}
-    if not names:
+    files = list_files(config.output_path)
+    if not files:
         return None
-    foreign = sorted(names - set(OUTPUT_ENTRIES))
-    if foreign:
+    meta = _meta_or_none(config.output_path) if META_FILE in files else None
+    listed = manifest_paths(meta) if meta is not None else None
+    if listed is not None:
+        refuse_foreign(local, files, listed.__contains__)
+    else:
+        refuse_foreign(local, files, lambda f: WRITTEN_BY_PREPARE.fullmatch(f) is not None)
+    if config.overwrite:
+        return None
+    if meta is None:
         raise OutputExistsError(
-            f"output folder holds files recrl did not write ({', '.join(foreign[:5])}); "
-            "choose an empty or new folder",
-            file=local,
-        )
-    if META_FILE in names:
-        meta = read_meta(config.output_path)
-        if meta.get("dataset_id") == dataset_id and not config.overwrite:
-            return meta
-        if not config.overwrite:
-            changed = _differences(meta.get("settings", {}), settings)
-            raise OutputExistsError(
-                f"output folder holds a different dataset (changed: {changed}); pass "
-                "--overwrite to replace it or choose another folder",
-                file=local,
-            )
-    elif not config.overwrite:
-        raise OutputExistsError(
-            "output folder holds an incomplete dataset (no meta.json, an earlier run "
+            "output folder holds an incomplete dataset (no readable meta.json: an earlier run "
             "stopped); pass --overwrite to replace it",
             file=local,
         )
-    for entry in entries:
-        if entry.type == pafs.FileType.Directory:
-            fs.delete_dir(entry.path)
-        else:
-            fs.delete_file(entry.path)
-    return None
+    if listed is None:
+        raise OutputExistsError(
+            f"output folder holds a dataset of an older recrl (format_version "
+            f"{meta.get('format_version')}, no shard manifest); pass --overwrite to rewrite it",
+            file=local,
+        )
+    if meta.get("dataset_id") == dataset_id:
+        return verify_dataset(config.output_path, checksums=True)
+    changed = _differences(meta.get("settings", {}), settings)
+    raise OutputExistsError(
+        f"output folder holds a different dataset (changed: {changed}); pass "
+        "--overwrite to replace it or choose another folder",
+        file=local,
+    )
+
+
+def _meta_or_none(path: str) -> dict | None:
+    try:
+        meta = read_meta(path)
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def _differences(old: dict, new: dict) -> str:

@@ -14,10 +14,11 @@ ever holds per-item and per-session summaries, not the events.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import reduce
 from typing import Any
 
@@ -25,13 +26,17 @@ import numpy as np
 import pyarrow as pa
 
 from models import batch as cols
+from pipelines.atomic_output import staged_output
 from pipelines.prepare import schema, stages
-from pipelines.prepare.adapters import Adapter, find_sources
+from pipelines.prepare.adapters import Adapter, find_sources, timestamp_format
 from pipelines.prepare.config import PrepareConfig
 from pipelines.prepare.errors import (
+    DataError,
     EmptyDatasetError,
     InvalidValuesError,
 )
+from pipelines.prepare.local import parse_block
+from pipelines.prepare.manifest import SHARDS, build_manifest
 from pipelines.prepare.meta import (
     FORMAT_VERSION,
     RowAccounting,
@@ -46,10 +51,9 @@ from pipelines.prepare.output import (
     write_sessions,
     write_splits,
 )
-from pipelines.prepare.parsing import parse_events
 from pipelines.prepare.reading import SourceFile
 from pipelines.prepare.shuffle import hash_shuffle
-from pipelines.prepare.split import SPLITS, assign_splits
+from pipelines.prepare.split import SPLITS, assign_splits, split_sizes
 from pipelines.ray_runtime import ensure_ray
 
 logger = logging.getLogger(__name__)
@@ -75,12 +79,40 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     if existing is not None:
         logger.info("%s already holds this dataset; nothing to do", config.output_path)
         return PrepareResult(config.output_path, existing, reused=True)
+    # Built in a staging sibling, swapped in when complete: a failure or ctrl-C leaves
+    # the old folder as it was. Created now, so a bad output location fails before Ray.
+    with staged_output(config.output_path) as staging:
+        built = replace(config, output_path=staging)
+        meta = _build(built, adapter, sources, settings, dataset_id, source_info, timings, clock)
+        meta[SHARDS] = build_manifest(staging)
+        write_meta(staging, meta)  # last: meta.json marks the dataset complete
+    logger.info(
+        "wrote %d transitions of %d items to %s",
+        meta["rows"]["kept"],
+        meta["n_items"],
+        config.output_path,
+    )
+    return PrepareResult(config.output_path, meta, reused=False)
+
+
+def _build(config, adapter, sources, settings, dataset_id, source_info, timings, clock) -> dict:
+    """Read, clean, encode, split and write into ``config.output_path`` (the staging
+    folder); returns meta.json's contents, not yet written."""
+    time_format, time_votes = timestamp_format(adapter, sources, config)
     timings["inspect"] = _lap(clock)
 
     ensure_ray()
     clock = time.perf_counter()
-    logger.info("reading and parsing %d file(s) of %s", len(sources), adapter.name)
-    parsed = _read_and_parse(adapter, sources, config).materialize()
+    logger.info(
+        "reading and parsing %d file(s) of %s (timestamps: %s)",
+        len(sources),
+        adapter.name,
+        time_format,
+    )
+    with _errors_of_tasks():
+        parsed = _read_and_parse(adapter, sources, config, time_format).materialize()
+    num_partitions = config.num_partitions or _default_partitions(parsed.count())
+    parsed = _group_sessions(parsed, config, num_partitions)
     stats = _reduce_blocks(parsed, stages.parsed_stats)
     if stats is None:
         raise EmptyDatasetError("the input files hold no data rows", file=config.input_path)
@@ -114,6 +146,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     sessions = stats.sessions
     keep = sessions.clicks > config.min_session_clicks
     drops["short_session"] = int(sessions.events[~keep].sum())
+    _check_enough_sessions(int(np.count_nonzero(keep)), config)
     if not keep.any():
         raise EmptyDatasetError(
             f"the session filter (keep sessions with more than {config.min_session_clicks} "
@@ -140,16 +173,15 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     timings["encode"] = _lap(clock)
 
     clock = time.perf_counter()
-    num_partitions = config.num_partitions or _default_partitions(stats.rows)
     logger.info(
         "building windows of %d sessions (%d partitions)", len(kept.session_ids), num_partitions
     )
-    grouped = hash_shuffle(
-        parsed,
-        key=cols.SESSION_ID,
-        num_partitions=num_partitions,
-        map_fn=stages.tag_kept_events,
-        map_kwargs={"kept": kept, "items": items},
+    # `parsed` is already grouped by session (`_group_sessions`): no second shuffle.
+    grouped = parsed.map_batches(
+        stages.tag_kept_events,
+        fn_kwargs={"kept": kept, "items": items},
+        batch_format="pyarrow",
+        batch_size=None,
     )
     transitions = grouped.map_batches(
         stages.session_transitions,
@@ -176,15 +208,16 @@ def prepare(config: PrepareConfig) -> PrepareResult:
     accounting.check()
     outcome = _Outcome(stats, accounting, kept, items, per_split, item_counts, shard_files)
     meta = _build_meta(config, settings, dataset_id, source_info, outcome, timings)
-    write_meta(config.output_path, meta)
-    logger.info("wrote %d transitions of %d items to %s", kept_rows, n_items, config.output_path)
-    return PrepareResult(config.output_path, meta, reused=False)
+    meta["timestamp_format"] = {"format": time_format, "sample_votes": time_votes}
+    return meta
 
 
 # --- stages -------------------------------------------------------------------------
 
 
-def _read_and_parse(adapter: Adapter, sources: list[SourceFile], config: PrepareConfig):
+def _read_and_parse(
+    adapter: Adapter, sources: list[SourceFile], config: PrepareConfig, time_format: str
+):
     import ray.data
 
     from pipelines.prepare.datasource import NumberedFileDatasource
@@ -192,26 +225,64 @@ def _read_and_parse(adapter: Adapter, sources: list[SourceFile], config: Prepare
     datasource = NumberedFileDatasource(sources, range(len(sources)))
     return ray.data.read_datasource(datasource).map_batches(
         _parse_block,
-        fn_kwargs={"adapter": adapter, "roles": [s.role for s in sources], "config": config},
+        fn_kwargs={
+            "adapter": adapter,
+            "roles": [s.role for s in sources],
+            "config": config,
+            "time_format": time_format,
+        },
         batch_format="pyarrow",
         batch_size=None,
     )
 
 
-def _parse_block(table: pa.Table, *, adapter: Adapter, roles: list[str], config):
-    """Parse one block; a block comes from one file, whose role decides its mapping."""
+def _parse_block(table: pa.Table, *, adapter: Adapter, roles: list[str], config, time_format: str):
+    """Parse one block; a block comes from one file, whose role decides its mapping.
+    ``time_format`` was decided once for the whole input (`adapters.timestamp_format`)."""
     files = np.unique(table.column(schema.FILE).to_numpy())
     if len(files) == 0:
         return _empty_parsed(adapter)
     if len(files) != 1:
         raise AssertionError(f"a read block mixes rows of files {files.tolist()}")
-    events = adapter.to_events(table, roles[int(files[0])], config)
-    return parse_events(
-        events,
-        timestamp_unit=adapter.timestamp_unit,
-        session_id_type=adapter.session_id_type,
-        item_id_type=adapter.item_id_type,
+    return parse_block(table, adapter, roles[int(files[0])], config, time_format)
+
+
+def _group_sessions(parsed, config: PrepareConfig, num_partitions: int):
+    """Regroup the parsed rows so each block holds every row of its sessions, and mark
+    exact duplicate events there (found across blocks and files). Materialised."""
+    grouped = hash_shuffle(
+        parsed,
+        key=stages.PARTITION_KEY,
+        num_partitions=num_partitions,
+        map_fn=stages.with_session_key,
+        map_kwargs={},
     )
+    return grouped.map_batches(
+        stages.mark_duplicates,
+        fn_kwargs={"keep": config.keep_duplicates},
+        batch_format="pyarrow",
+        batch_size=None,
+    ).materialize()
+
+
+@contextlib.contextmanager
+def _errors_of_tasks():
+    """Re-raise a `DataError` raised inside a Ray task as itself (one line, no task
+    traceback), e.g. a file that is not valid UTF-8 found by a read task."""
+    try:
+        yield
+    except Exception as error:
+        cause: BaseException | None = error
+        for _ in range(10):
+            if cause is None:
+                break
+            inner = getattr(cause, "cause", None)
+            if isinstance(cause, DataError) and not isinstance(inner, BaseException):
+                raise DataError(
+                    cause.message, file=cause.file, line=cause.line, column=cause.column
+                ) from None
+            cause = inner if isinstance(inner, BaseException) else cause.__cause__
+        raise
 
 
 def _empty_parsed(adapter: Adapter) -> pa.Table:
@@ -249,29 +320,53 @@ def _reduce_blocks(dataset, block_fn, *args, merge=None):
 # --- checks -------------------------------------------------------------------------
 
 
-def _check_invalid_values(stats, sources: list[SourceFile], config: PrepareConfig) -> None:
-    for reason in schema.INVALID_REASONS:
-        count = stats.drops.get(reason, 0)
-        if count == 0:
-            continue
-        file_index, line, raw = stats.examples[reason]
-        fraction = count / max(stats.rows, 1)
-        message = (
-            f"{count} of {stats.rows} rows ({fraction:.2%}) dropped as {reason}; "
-            f"first here: {raw!r}"
+def _check_enough_sessions(n_sessions: int, config: PrepareConfig) -> None:
+    """Every split with a positive fraction needs a session; say so, not a KeyError."""
+    sizes = split_sizes(n_sessions, config.split_fractions)
+    empty = [
+        name
+        for name, size, fraction in zip(SPLITS, sizes, config.split_fractions, strict=True)
+        if fraction > 0 and size == 0
+    ]
+    if n_sessions and empty:
+        fractions = "/".join(f"{f:g}" for f in config.split_fractions)
+        raise EmptyDatasetError(
+            f"only {n_sessions} session(s) left after cleaning, too few for the split "
+            f"{fractions}: {' and '.join(empty)} would be empty; give more sessions, lower "
+            "--min-session-clicks or change --split-fractions",
+            file=config.input_path,
         )
-        column = schema.REASON_COLUMN[reason]
-        file = sources[file_index].path
-        if fraction > config.max_invalid_fraction:
-            raise InvalidValuesError(
-                f"{message}. That is more than max_invalid_fraction="
-                f"{config.max_invalid_fraction}; fix the input or raise the limit "
-                "(--max-invalid-fraction)",
-                file=file,
-                line=line,
-                column=column,
-            )
-        logger.warning("%s:%s column %s: %s", file, line, column, message)
+
+
+def _check_invalid_values(stats, sources: list[SourceFile], config: PrepareConfig) -> None:
+    """Fail when more than ``max_invalid_fraction`` of ALL input rows have a bad value of
+    any kind (`schema.INVALID_REASONS`; excluded events and duplicates are cleaning
+    choices and do not count). The message gives the count per kind and in total, and
+    the file, line and column of the first bad row; below the limit it is a warning."""
+    counts = {r: stats.drops.get(r, 0) for r in schema.INVALID_REASONS if stats.drops.get(r, 0)}
+    if not counts:
+        return
+    total = sum(counts.values())
+    fraction = total / max(stats.rows, 1)
+    first = min(counts, key=lambda r: stats.examples[r][:2])
+    file_index, line, raw = stats.examples[first]
+    kinds = ", ".join(f"{reason} {count}" for reason, count in counts.items())
+    message = (
+        f"{total} of {stats.rows} rows ({fraction:.2%}) have a bad value ({kinds}); "
+        f"first here, {first}: {raw!r}"
+    )
+    column = schema.REASON_COLUMN[first]
+    file = sources[file_index].path
+    if fraction > config.max_invalid_fraction:
+        raise InvalidValuesError(
+            f"{message}. That is more than max_invalid_fraction="
+            f"{config.max_invalid_fraction} of all rows; fix the input or raise the limit "
+            "(--max-invalid-fraction)",
+            file=file,
+            line=line,
+            column=column,
+        )
+    logger.warning("%s:%s column %s: %s", file, line, column, message)
 
 
 # --- meta -----------------------------------------------------------------------------

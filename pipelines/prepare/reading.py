@@ -7,18 +7,20 @@ line a user sees in their editor.
 
 from __future__ import annotations
 
+import codecs
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipelines.prepare import schema
-from pipelines.prepare.errors import MissingInputError, SchemaMismatchError
+from pipelines.prepare.errors import DataError, MissingInputError, SchemaMismatchError
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class SourceFile:
     """None for parquet files, which carry their own schema."""
     has_header: bool = True
     size: int = 0
+    encoding: str = "utf-8"
+    """Text encoding of a CSV file (a Python codec name)."""
 
 
 def resolve_filesystem(path: str) -> tuple[pafs.FileSystem, str]:
@@ -65,20 +69,25 @@ def list_files(input_path: str) -> list[pafs.FileInfo]:
     return sorted((c for c in children if c.type == pafs.FileType.File), key=lambda c: c.path)
 
 
-def read_first_line(path: str) -> str:
+def is_utf8(encoding: str) -> bool:
+    return codecs.lookup(encoding).name == "utf-8"
+
+
+def read_first_line(path: str, encoding: str = "utf-8") -> str:
+    """The first line of a text file (a UTF-8 byte-order mark removed, bad bytes replaced)."""
     fs, local = resolve_filesystem(path)
     with fs.open_input_stream(local) as stream:
         head = stream.read(64 * 1024)
-    text = head.decode("utf-8", errors="replace")
+    text = head.decode("utf-8-sig" if is_utf8(encoding) else encoding, errors="replace")
     return text.splitlines()[0] if text else ""
 
 
-def check_layout(path: str, layout: CsvLayout) -> bool:
+def check_layout(path: str, layout: CsvLayout, encoding: str = "utf-8") -> bool:
     """Check the first line against the layout; returns whether the file has a header row.
 
     Raises `SchemaMismatchError` naming the expected and the found columns.
     """
-    first = read_first_line(path)
+    first = read_first_line(path, encoding)
     if not first:
         raise SchemaMismatchError("file is empty", file=path, line=1)
     fields = [f.strip().strip('"') for f in first.split(layout.delimiter)]
@@ -126,7 +135,14 @@ def _csv_reader(stream, source: SourceFile, invalid_rows: list):
     read = pacsv.ReadOptions(
         column_names=None if source.has_header else list(layout.columns),
         use_threads=False,
-        block_size=32 << 20,
+        # A small file is read in one small block: a 32 MiB buffer per file would cost
+        # more than parsing it (compressed sizes say nothing of the text's size).
+        block_size=(1 << 20)
+        if 0 < source.size < (1 << 20) and not source.path.endswith(".gz")
+        else 32 << 20,
+        # UTF-8 is read natively (a byte-order mark is skipped, bad bytes raise and are
+        # located by `_encoding_error`); other encodings are transcoded by Python.
+        encoding="utf8" if is_utf8(source.encoding) else source.encoding,
     )
 
     def on_invalid_row(row) -> str:
@@ -156,6 +172,15 @@ def iter_numbered_tables(stream, source: SourceFile, file_index: int) -> Iterato
     if source.layout is None:
         yield from _iter_parquet(stream, file_index)
         return
+    try:
+        yield from _iter_csv(stream, source, file_index)
+    except pa.ArrowInvalid as error:
+        if "UTF8" not in str(error) or not is_utf8(source.encoding):
+            raise
+        raise _encoding_error(source) from None
+
+
+def _iter_csv(stream, source: SourceFile, file_index: int) -> Iterator[pa.Table]:
     invalid_rows: list[tuple[int, str]] = []
     reader = _csv_reader(stream, source, invalid_rows)
     first_line = 2 if source.has_header else 1
@@ -175,9 +200,85 @@ def iter_numbered_tables(stream, source: SourceFile, file_index: int) -> Iterato
             next_line = int(lines[-1]) + 1
             pending_bad = pending_bad[pending_bad >= next_line]
         if k:
-            yield _with_bookkeeping(pa.Table.from_batches([batch]), file_index, lines)
+            table = pa.Table.from_batches([batch])
+            # A quoted value may hold line breaks: that row spans several lines, and the
+            # rows after it start further down the file.
+            breaks = _line_breaks(table, source.layout.required)
+            if breaks.any():
+                lines = lines + np.concatenate([[0], np.cumsum(breaks)[:-1]])
+                next_line = int(lines[-1] + breaks[-1]) + 1
+            table = _with_bookkeeping(table, file_index, lines)
+            if breaks.any():
+                table = _mark_multiline(table, breaks > 0)
+            yield table
     if invalid_rows:
         yield _malformed_table(invalid_rows, source, file_index)
+
+
+def _line_breaks(table: pa.Table, columns: Sequence[str]) -> np.ndarray:
+    """Line breaks inside the values of each row (0 for an ordinary one-line row)."""
+    total = np.zeros(table.num_rows, dtype=np.int64)
+    for name in columns:
+        counts = pc.count_substring_regex(table.column(name), r"\r\n|\r|\n")
+        total += counts.fill_null(0).to_numpy().astype(np.int64)
+    return total
+
+
+def _mark_multiline(table: pa.Table, multiline: np.ndarray) -> pa.Table:
+    """Rows whose value spans lines are ``malformed_row``: an id or time never holds a
+    line break, and such a row is nearly always a quote left open by mistake."""
+    drop = np.where(multiline, schema.REASON_CODE["malformed_row"], schema.KEPT)
+    text = pc.binary_join_element_wise(
+        *[
+            pc.cast(table.column(c), pa.string()).fill_null("")
+            for c in table.column_names
+            if not c.startswith("_")
+        ],
+        ",",
+    )
+    bad = pc.if_else(pa.array(multiline), pc.utf8_slice_codeunits(text, 0, 200), None)
+    table = table.set_column(
+        table.schema.get_field_index(schema.DROP), schema.DROP, pa.array(drop.astype(np.uint8))
+    )
+    return table.set_column(table.schema.get_field_index(schema.BAD), schema.BAD, bad)
+
+
+def _encoding_error(source: SourceFile) -> DataError:
+    """A `DataError` at the first byte of ``source`` that is not UTF-8: its line (counted
+    in the raw bytes) and column (counted by delimiters before it; quotes are not parsed)."""
+    fs, local = resolve_filesystem(source.path)
+    line, prefix, bad = 1, b"", b""
+    with fs.open_input_stream(local) as stream:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        while chunk := stream.read(8 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                start = max(error.start - len(error.object) + len(chunk), 0)
+                head = chunk[:start]
+                bad = chunk[start : start + 1]
+                line += head.count(b"\n")
+                cut = head.rfind(b"\n")
+                prefix = head[cut + 1 :] if cut >= 0 else prefix + head
+                break
+            line += chunk.count(b"\n")
+            cut = chunk.rfind(b"\n")
+            prefix = chunk[cut + 1 :] if cut >= 0 else (prefix + chunk)[-(1 << 20) :]
+    layout = source.layout
+    assert layout is not None
+    names = list(layout.columns)
+    if source.has_header:
+        names = [f.strip().strip('"') for f in read_first_line(source.path).split(layout.delimiter)]
+    field = prefix.count(layout.delimiter.encode())
+    column = names[field] if field < len(names) else f"#{field + 1}"
+    byte = f"byte 0x{bad.hex()}" if bad else "a byte"
+    return DataError(
+        f"{byte} at character {len(prefix.decode('utf-8', errors='replace')) + 1} of the line "
+        "is not UTF-8; pass the file's encoding, e.g. --encoding latin-1",
+        file=source.path,
+        line=line,
+        column=column,
+    )
 
 
 def _with_bookkeeping(table: pa.Table, file_index: int, lines: np.ndarray) -> pa.Table:
@@ -209,8 +310,11 @@ def _iter_parquet(stream, file_index: int) -> Iterator[pa.Table]:
         yield _with_bookkeeping(table, file_index, lines)
 
 
-def read_local(sources: Sequence[SourceFile], file_indices: Sequence[int]) -> list[pa.Table]:
-    """Read sources without Ray (tests, benchmarks and tiny inputs)."""
+def read_local(
+    sources: Sequence[SourceFile], file_indices: Sequence[int], *, max_rows: int | None = None
+) -> list[pa.Table]:
+    """Read sources without Ray (tests, benchmarks, tiny inputs, and samples of at most
+    ``max_rows`` rows from the start of each file)."""
     tables = []
     for source, index in zip(sources, file_indices, strict=True):
         fs, path = resolve_filesystem(source.path)
@@ -218,5 +322,11 @@ def read_local(sources: Sequence[SourceFile], file_indices: Sequence[int]) -> li
         # parquet needs random access.
         open_file = fs.open_input_file if source.layout is None else fs.open_input_stream
         with open_file(path) as stream:
-            tables.extend(iter_numbered_tables(stream, source, index))
+            rows = 0
+            for table in iter_numbered_tables(stream, source, index):
+                if max_rows is not None and rows + table.num_rows >= max_rows:
+                    tables.append(table.slice(0, max_rows - rows))
+                    break
+                rows += table.num_rows
+                tables.append(table)
     return tables

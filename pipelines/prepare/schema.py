@@ -35,9 +35,10 @@ DROP_REASONS: dict[int, str] = {
     6: "excluded_event",
     7: "rare_item",
     8: "short_session",
+    9: "duplicate_event",
 }
 """Why a row was dropped. Codes 1-5 are bad values (limited by ``max_invalid_fraction``);
-6-8 are the cleaning recipe's choices."""
+6-9 are the cleaning recipe's choices."""
 REASON_CODE = {name: code for code, name in DROP_REASONS.items()}
 INVALID_REASONS = (
     "malformed_row",
@@ -54,6 +55,25 @@ REASON_COLUMN = {
     "invalid_event": EVENT,
 }
 """Canonical column whose value caused each bad-value reason (None: the whole row)."""
+
+DROP_REASON_HELP = {
+    "malformed_row": "a line with the wrong number of fields, or a quoted value holding a "
+    "line break",
+    "invalid_session_id": "session id missing, empty, nan/null/None, or not an integer "
+    "where the source has integer ids",
+    "invalid_timestamp": "a timestamp that does not fit the column's one format, or lies "
+    "outside --time-range",
+    "invalid_item_id": "item id missing, empty, nan/null/None, or not an integer where the "
+    "source has integer ids",
+    "invalid_event": "an event value the source does not define",
+    "excluded_event": "an event the source defines but recrl drops by design (RetailRocket "
+    "transaction, Open Bandit impression without a click)",
+    "rare_item": "an item with at most --min-item-count events",
+    "short_session": "a session with at most --min-session-clicks clicks",
+    "duplicate_event": "an exact repeat of an earlier event (session, item, timestamp, "
+    "event); one copy is kept (--keep-duplicates keeps all)",
+}
+"""One phrase per drop reason, for `recrl prepare --help` and the README."""
 
 PARSED_COLUMNS = (SESSION_ID, TIMESTAMP, ITEM_ID, IS_BUY, DROP, FILE, LINE, BAD)
 """Columns of a parsed block, in order."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from models import batch as cols
 from pipelines.prepare import schema
@@ -152,6 +153,82 @@ def _bool_column(table: pa.Table, name: str) -> np.ndarray:
     return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=bool)
 
 
+# --- grouping by session and duplicates ----------------------------------------------
+
+PARTITION_KEY = "_part"
+"""Non-negative int64 hash of the raw session id, the key of the session shuffle."""
+
+
+def with_session_key(table: pa.Table) -> pa.Table:
+    """Add `PARTITION_KEY`: equal raw session ids (int or str) get equal keys."""
+    sessions = table.column(schema.SESSION_ID)
+    if pa.types.is_integer(sessions.type):
+        hashed = sessions.to_numpy().astype(np.int64).view(np.uint64)
+    else:
+        hashed = _hash_strings(sessions.to_numpy(zero_copy_only=False).astype(object))
+    key = (hashed >> np.uint64(1)).astype(np.int64)
+    return table.append_column(PARTITION_KEY, pa.array(key))
+
+
+def _hash_strings(values: np.ndarray) -> np.ndarray:
+    import pandas as pd
+
+    return pd.util.hash_array(values, categorize=True)
+
+
+def _codes(column) -> np.ndarray:
+    """Integer codes with equal codes exactly for equal values (ids of either type)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_integer(column.type):
+        return column.to_numpy()
+    return column.dictionary_encode().indices.to_numpy().astype(np.int64)
+
+
+def mark_duplicates(table: pa.Table, *, keep: bool = False) -> pa.Table:
+    """Mark exact repeats of a valid event (same session, item, timestamp and event) as
+    ``duplicate_event``, keeping the first by (file, line); the table must hold every row
+    of its sessions (after the session shuffle). ``keep``: mark nothing.
+
+    Returns the table without `PARTITION_KEY`."""
+    if PARTITION_KEY in table.column_names:
+        table = table.drop_columns([PARTITION_KEY])
+    drop = _column(table, schema.DROP)
+    valid = np.flatnonzero(drop == schema.KEPT)
+    if keep or len(valid) < 2:
+        return table
+    rows = table.take(pa.array(valid))
+    session = _codes(rows.column(schema.SESSION_ID))
+    item = _codes(rows.column(schema.ITEM_ID))
+    time = _column(rows, schema.TIMESTAMP)
+    is_buy = _bool_column(rows, schema.IS_BUY)
+    order = np.lexsort(
+        (_column(rows, schema.LINE), _column(rows, schema.FILE), is_buy, time, item, session)
+    )
+    keys = (session[order], item[order], time[order], is_buy[order])
+    repeat = np.ones(len(order) - 1, dtype=bool)
+    for key in keys:
+        repeat &= key[1:] == key[:-1]
+    if not repeat.any():
+        return table
+    duplicate = valid[order[1:][repeat]]
+    drop = drop.copy()
+    drop[duplicate] = schema.REASON_CODE["duplicate_event"]
+    mask = np.zeros(table.num_rows, dtype=bool)
+    mask[duplicate] = True
+    text = pc.binary_join_element_wise(
+        pc.cast(table.column(schema.SESSION_ID), pa.string()),
+        pc.cast(table.column(schema.ITEM_ID), pa.string()),
+        pc.cast(table.column(schema.TIMESTAMP), pa.string()),
+        ",",
+    )
+    bad = pc.if_else(pa.array(mask), text, table.column(schema.BAD))
+    table = table.set_column(
+        table.schema.get_field_index(schema.DROP), schema.DROP, pa.array(drop, pa.uint8())
+    )
+    return table.set_column(table.schema.get_field_index(schema.BAD), schema.BAD, bad)
+
+
 # --- kept rows ----------------------------------------------------------------------
 
 
@@ -257,5 +334,7 @@ def session_transitions(
 
 def select_split(table: pa.Table, *, code: int) -> pa.Table:
     """Rows of one split, without the split column."""
+    if SPLIT not in table.column_names and table.num_rows == 0:
+        return table  # an empty partition that Ray Data passed on without mapping it
     mask = _column(table, SPLIT) == code
     return table.filter(pa.array(mask)).drop_columns([SPLIT])

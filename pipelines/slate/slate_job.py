@@ -27,6 +27,7 @@ from envs.user_model_env import UserModelEnv, UserModelEnvConfig
 from models.slate.policies import GreedyUserModelPolicy, RandomSlatePolicy
 from models.user_model.checkpoint import LoadedUserModel, load_user_model
 from models.user_model.data import DisplaySetArrays
+from pipelines.atomic_output import atomic_writes
 from pipelines.display_sets.records import load_display_sets
 from pipelines.slate.evaluation import evaluate_policy, item_feature_table
 from pipelines.slate.offline_slate_q import train_offline_slate_q
@@ -209,6 +210,9 @@ def run_slate_job(job: SlateJob) -> dict[str, Any]:
 
 
 def _write_outputs(out: Path, rows: list[dict], job: SlateJob) -> list[Path]:
+    """``slate_<policy>_k<k>.csv`` and ``.png`` in ``out``, both written aside and renamed
+    in (`atomic_writes`): an interrupted write leaves the previous pair as it was. Other
+    files in ``out`` (other policies' results) are left alone."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -216,18 +220,25 @@ def _write_outputs(out: Path, rows: list[dict], job: SlateJob) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     stem = f"slate_{job.policy}_k{job.k}"
-    table = out / f"{stem}.csv"
-    with table.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+
+    def write_table(path: Path) -> None:
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
     figure, axes = plt.subplots(1, 2, figsize=(6, 2.6))
-    for axis, metric in zip(axes, ("reward", "ctr"), strict=True):
-        axis.bar([str(r["seed"]) for r in rows], [r[metric] for r in rows], color="tab:blue")
-        axis.set_xlabel("seed")
-        axis.set_title(f"{job.policy}, k={job.k}: {metric}")
-    figure.tight_layout()
-    image = out / f"{stem}.png"
-    figure.savefig(image, dpi=100)
-    plt.close(figure)
-    return [table, image]
+    try:
+        for axis, metric in zip(axes, ("reward", "ctr"), strict=True):
+            axis.bar([str(r["seed"]) for r in rows], [r[metric] for r in rows], color="tab:blue")
+            axis.set_xlabel("seed")
+            axis.set_title(f"{job.policy}, k={job.k}: {metric}")
+        figure.tight_layout()
+        return atomic_writes(
+            {
+                out / f"{stem}.csv": write_table,
+                out / f"{stem}.png": lambda path: figure.savefig(path, dpi=100, format="png"),
+            }
+        )
+    finally:
+        plt.close(figure)

@@ -9,6 +9,8 @@ from typing import Any, Literal
 from models.sasrec.encoder import SASRecConfig
 from models.sasrec.objective_config import VARIANTS, SASRecObjectiveConfig, objective_for
 from models.sasrec.precision import PRECISIONS
+from pipelines.errors import SettingError
+from pipelines.settings import check_known, check_types, refused
 
 PRE_LEARNER_CPUS = 0.5
 """CPUs of the reader's pre-learner actor (one per learner)."""
@@ -113,17 +115,17 @@ class TrainConfig:
         own_fields = {f.name for f in dataclasses.fields(cls)}
         encoder = {k: overrides.pop(k) for k in list(overrides) if k in encoder_fields}
         objective = {k: overrides.pop(k) for k in list(overrides) if k in objective_fields}
-        unknown = set(overrides) - own_fields
-        if unknown:
-            known = sorted(own_fields | encoder_fields | objective_fields)
-            raise ValueError(f"unknown setting(s) {sorted(unknown)}; known settings: {known}")
-        return cls(
-            data=data,
-            variant=variant,
-            encoder=SASRecConfig(**encoder),
-            objective=objective_for(variant, **objective),
-            **overrides,
-        )
+        if variant not in VARIANTS:
+            raise SettingError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        check_known(overrides, own_fields | encoder_fields | objective_fields)
+        with refused():  # types first (lr=abc names lr), then each config's own range checks
+            return cls(
+                data=data,
+                variant=variant,
+                encoder=SASRecConfig(**check_types(SASRecConfig, encoder)),
+                objective=objective_for(variant, **check_types(SASRecObjectiveConfig, objective)),
+                **check_types(cls, overrides),
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Flat, JSON-friendly view (``encoder.hidden_size``...), e.g. for MLflow params."""

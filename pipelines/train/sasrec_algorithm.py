@@ -87,16 +87,26 @@ class PassThroughPreLearner(OfflinePreLearner):
 
 class ParquetOfflineData(OfflineData):
     """RLlib's `OfflineData`, reading parquet with Ray Data's V1 datasource (see the module
-    docstring for why). The flag is read when the dataset is created, so it is switched only
-    around that call and the caller's DataContext is left as it was."""
+    docstring for why), in file order when ``config.preserve_data_order`` is set.
+
+    Without it, Ray Data hands the blocks on in the order its read tasks finish, so two runs
+    with the same seed train on different batches. Both flags are read from the DataContext
+    that a dataset copies when it is created (every later stage, the pre-learner included,
+    inherits that copy), so they are switched only around that call and the caller's
+    DataContext is left as it was.
+    """
 
     def __init__(self, config: AlgorithmConfig) -> None:
         context = ray.data.DataContext.get_current()
+        options = context.execution_options
         use_v2, context.use_datasource_v2 = context.use_datasource_v2, False
+        ordered = options.preserve_order
+        options.preserve_order = ordered or bool(getattr(config, "preserve_data_order", False))
         try:
             super().__init__(config)
         finally:
             context.use_datasource_v2 = use_v2
+            options.preserve_order = ordered
 
 
 class SASRecAlgorithmConfig(AlgorithmConfig):
@@ -113,6 +123,10 @@ class SASRecAlgorithmConfig(AlgorithmConfig):
         self.materialize_mapped_data = False
         self.prelearner_class = PassThroughPreLearner
         self.offline_data_class = ParquetOfflineData
+        self.preserve_data_order = True
+        """Stream the offline data in file order, so that a seed fixes the batches (and a
+        resumed job can continue the stream exactly). Measured on 2 CPUs it costs ~5 % of
+        updates/s, within run-to-run noise, so it is always on."""
         # Offline only: no EnvRunners (RLlib has no public switch; MARWIL sets this too).
         self._is_online = False
 
@@ -143,9 +157,20 @@ class SASRecAlgorithm(Algorithm):
     """Offline training of a SASRec variant: each iteration, every learner makes
     ``dataset_num_iters_per_learner`` updates on batches streamed from the offline data."""
 
+    _batches_to_skip = 0
+
     @classmethod
     def get_default_config(cls) -> SASRecAlgorithmConfig:
         return SASRecAlgorithmConfig()
+
+    def skip_batches(self, count: int) -> None:
+        """Make each learner drop the first ``count`` batches of its data stream before it
+        trains: a job resumed after ``count`` updates continues where the interrupted one
+        stopped. Call it before the first ``train()`` (the learners' streams are created
+        then). The batches pass through the local shuffle buffer as they did the first time,
+        so the stream continues exactly when the data order is deterministic
+        (``preserve_data_order``, at most one learner)."""
+        self._batches_to_skip = count
 
     def training_step(self) -> None:
         config = self.config
@@ -157,6 +182,9 @@ class SASRecAlgorithm(Algorithm):
                 num_shards=config.num_learners,
                 return_iterator=True,
             )
+            if self._batches_to_skip:
+                iterators = [SkipFirstBatches(it, self._batches_to_skip) for it in iterators]
+                self._batches_to_skip = 0
         rows = (
             config.train_batch_size_per_learner
             * max(1, config.num_learners)
@@ -190,6 +218,36 @@ def _drop_data_iterator(learner) -> None:
     learner.iterator = None
 
 
+class SkipFirstBatches:
+    """A Ray Data iterator whose batches start ``count`` batches in (`skip_batches`).
+
+    RLlib's Learner only calls ``iter_torch_batches`` on the iterator it is given, and once:
+    it keeps the batched iterable and iterates it again at each end of the stream, so only
+    the first pass drops batches.
+    """
+
+    def __init__(self, iterator: Any, count: int) -> None:
+        self.iterator = iterator
+        self.count = count
+
+    def iter_torch_batches(self, **kwargs: Any) -> _SkipFirstPass:
+        return _SkipFirstPass(self.iterator.iter_torch_batches(**kwargs), self.count)
+
+
+class _SkipFirstPass:
+    def __init__(self, batches: Any, count: int) -> None:
+        self.batches = batches
+        self.count = count
+
+    def __iter__(self):
+        batches = iter(self.batches)
+        count, self.count = self.count, 0
+        for _ in range(count):
+            if next(batches, None) is None:
+                break
+        return batches
+
+
 def updates_per_iteration(config: TrainConfig) -> int:
     """Updates per ``algo.train()``: the largest divisor of gcd(eval_interval, total_steps)
     not above `MAX_UPDATES_PER_ITERATION`, so evaluations and the end fall on iteration ends."""
@@ -208,7 +266,8 @@ def algorithm_config(
 
     ``iteration_updates`` overrides `updates_per_iteration`; ``shuffle_buffer_rows`` the local
     shuffle buffer (`SHUFFLE_BUFFER_ROWS`). The prepared files hold rows in session order, so
-    without a large buffer a batch would be a few consecutive sessions.
+    without a large buffer a batch would be a few consecutive sessions; ``config.seed``
+    seeds it.
     """
     if config.encoder.max_len != meta["L"]:
         raise ValueError(
@@ -334,6 +393,56 @@ def _placement(learner) -> dict[str, Any]:
         "device": str(learner._device),
         "weights_sha256": module_digest(learner.module[DEFAULT_MODULE_ID].unwrapped()),
     }
+
+
+def learner_rng_states(algo: Algorithm) -> list[dict[str, Any]]:
+    """Each learner's RNG states (torch CPU and CUDA, numpy's global, python's), by rank:
+    dropout draws from torch's global generator, so a resumed job restores them."""
+    results = algo.learner_group.foreach_learner(_rng_state)
+    return sorted((r.get() for r in results), key=lambda state: state["rank"])
+
+
+def set_learner_rng_states(algo: Algorithm, states: list[dict[str, Any]]) -> None:
+    """Restore `learner_rng_states` (matched by rank; a different learner count keeps the
+    states of the ranks both have)."""
+    by_rank = {state["rank"]: state for state in states}
+    algo.learner_group.foreach_learner(lambda learner: _set_rng_state(by_rank))
+
+
+def _rank() -> int:
+    import torch
+
+    dist = torch.distributed
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _rng_state(learner) -> dict[str, Any]:
+    import random
+
+    import torch
+
+    return {
+        "rank": _rank(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(by_rank: dict[int, dict[str, Any]]) -> None:
+    import random
+
+    import torch
+
+    state = by_rank.get(_rank())
+    if state is None:
+        return
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
 
 
 def scoring_network(algo: Algorithm) -> SASRecRLModule:

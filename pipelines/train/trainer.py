@@ -7,14 +7,26 @@ figure. Non-finite losses or Q values stop the job with `TrainingDiverged`, keep
 last checkpoint taken while the values were still finite.
 
 A checkpoint folder also holds ``progress.json`` (updates, validation history, curves and
-the MLflow run id), so a job restarted with ``resume_from`` continues the same run and the
-same curves; this is how a Tune trial survives a retry. If the MLflow server is unreachable,
-training goes on and the run folder gets ``mlflow_spool.jsonl`` (see `pipelines.tracking`;
-``recrl mlflow-sync`` uploads it).
+the MLflow run id) and ``rng_state.pkl`` (each learner's torch/numpy/python RNG state), so
+a job restarted with ``resume_from`` continues the same run and the same curves; this is
+how a Tune trial survives a retry and how ``recrl train --resume RUN_DIR`` continues.
+What a resumed job restores: the weights of every network (online, twin or Polyak target),
+the optimiser, the update count (which also fixes the objective's random draws, see
+`models.sasrec.sasrec_rl_module`) and the RNG state of dropout. The data stream is not
+restored to its position: it restarts as a reshuffle seeded by (seed, update count), so a
+resumed run sees other batches than the uninterrupted one would have, and ends within the
+noise of the data order, not bit for bit. The run folder holds ``config.json`` (the full
+`TrainConfig` and the MLflow run id, written at the start), so the run can be resumed
+without repeating its settings; a new job into a run folder holding a checkpoint is
+refused unless it resumes or overwrites. Every file of the run folder is written to a
+temporary name and renamed, so a job killed at any moment leaves the previous version.
+If the MLflow server is unreachable, training goes on and the run folder gets
+``mlflow_spool.jsonl`` (see `pipelines.tracking`; ``recrl mlflow-sync`` uploads it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -28,8 +40,13 @@ from typing import Any
 
 import torch
 
-from pipelines.evaluation import EvalConfig, evaluate, load_eval_split, popularity_score_fn
-from pipelines.prepare.meta import read_meta
+from pipelines.errors import JobFailedError, UserError
+from pipelines.evaluation import (
+    EvalConfig,
+    evaluate,
+    evaluate_with_popularity,
+    load_eval_split,
+)
 from pipelines.stability_plot import plot_stability
 from pipelines.tracking import NullTracker, Tracker, git_commit
 from pipelines.tracking_spool import SPOOL_FILE
@@ -43,9 +60,19 @@ Q_METRICS = ("q/mean", "q/max", "q/td_error", "q/cql_gap", "loss/ce", "loss/tota
 
 PROGRESS_FILE = "progress.json"
 """In every checkpoint folder: what a resumed job needs besides the RLlib state."""
+RNG_FILE = "rng_state.pkl"
+"""In every checkpoint folder: each learner's RNG states (torch, numpy, python)."""
+CONFIG_FILE = "config.json"
+"""In the run folder: the job's full `TrainConfig` and its MLflow run id."""
+CHECKPOINT_DIR = "checkpoint"
+"""The run folder's last good checkpoint (``checkpoint.old`` while a new one replaces it)."""
 
 
-class TrainingDiverged(RuntimeError):
+class RunDirExistsError(UserError):
+    """A new job into a run folder that holds another job's checkpoint."""
+
+
+class TrainingDiverged(JobFailedError, RuntimeError):
     """A loss or Q value became NaN/inf; the message names the metric, the update and the
     last good checkpoint."""
 
@@ -101,6 +128,8 @@ def train(
     parent_run_id: str | None = None,
     resume_from: str | Path | None = None,
     on_eval: Callable[[EvalPoint], None] | None = None,
+    overwrite: bool = False,
+    run_id: str | None = None,
 ) -> TrainResult:
     """Train ``config.variant`` on ``config.data``; see the module docstring.
 
@@ -108,15 +137,22 @@ def train(
     nests it under a sweep's run. ``resume_from`` is a checkpoint folder written by an
     earlier job with the same config: training continues from its update count, in its
     MLflow run. ``on_eval`` is called after each validation evaluation and its checkpoint.
+    A ``run_dir`` holding a checkpoint is refused (`RunDirExistsError`) unless the job
+    resumes or ``overwrite`` (which replaces what an earlier job wrote there). ``run_id``
+    continues that MLflow run when there is no checkpoint to take it from.
     """
+    from pipelines.checks import check_output_dir, check_prepared_dataset
     from pipelines.ray_runtime import ensure_ray
     from pipelines.train.sasrec_algorithm import build_algorithm, learner_metrics, scoring_network
 
-    meta = read_meta(config.data)
+    meta = check_prepared_dataset(config.data)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(run_dir or config.checkpoint_dir or f"runs/{config.variant}-{stamp}")
+    check_output_dir(run_dir, "--run-dir")
+    checkpoint = run_dir / CHECKPOINT_DIR
+    if resume_from is None:
+        _claim_run_dir(run_dir, overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = run_dir / "checkpoint"
     eval_config = EvalConfig(batch_size=config.eval_batch_size, max_rows=config.eval_max_rows)
     val = load_eval_split(config.data, "val")
     test = load_eval_split(config.data, "test")
@@ -140,15 +176,18 @@ def train(
         )  # fmt: skip
     ensure_ray()
     _check_resources(config)
-    if progress and progress.get("run_id") and config.tracking:
-        result.run_id = tracker.resume(progress["run_id"])
+    run_id = (progress or {}).get("run_id") or run_id
+    if run_id and config.tracking:
+        result.run_id = tracker.resume(run_id)
     else:
         result.run_id = (
             tracker.start(run_name or f"{config.variant}-{stamp}", params=params, tags=tags,
                           parent_run_id=parent_run_id) or None
         )  # fmt: skip
+    _write_atomic(run_dir / CONFIG_FILE, json.dumps(
+        {"config": dataclasses.asdict(config), "run_id": result.run_id}, indent=2))  # fmt: skip
     with tracker:
-        if progress is None:
+        if progress is None and run_id is None:
             tracker.log_artifact(str(Path(config.data) / "meta.json"))
         algo = build_algorithm(config, meta)
         try:
@@ -159,14 +198,14 @@ def train(
             loop.run()
             start = time.perf_counter()
             network = scoring_network(algo)
-            result.test_metrics = evaluate(
+            # test: every row, the popularity baseline on the same rows as the model
+            result.test_metrics, result.popularity_test_metrics = evaluate_with_popularity(
                 module_score_fn(network, config.rank_with),
                 test,
+                meta["item_counts_train"],
                 EvalConfig(config.eval_batch_size),
                 device=module_device(network),
             )
-            popularity = popularity_score_fn(meta["item_counts_train"])
-            result.popularity_test_metrics = evaluate(popularity, test, eval_config)
             result.seconds_evaluating += time.perf_counter() - start
             tracker.log_metrics(_prefixed("test/", result.test_metrics), step=result.updates)
             tracker.log_metrics(
@@ -282,8 +321,58 @@ def _check_resources(config: TrainConfig) -> None:
     check_gpu_request(config, ray.cluster_resources().get("GPU", 0.0))
 
 
+def _claim_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Refuse a new job into ``run_dir`` when it holds a checkpoint, unless ``overwrite``:
+    then remove what a training job wrote there (nothing else)."""
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        return
+    if not overwrite:
+        updates = json.loads((found / PROGRESS_FILE).read_text()).get("updates", "?")
+        raise RunDirExistsError(
+            f"--run-dir {run_dir} holds the checkpoint of an earlier job (update {updates}); "
+            f"continue it with `recrl train --resume {run_dir}` or replace it with --overwrite"
+        )
+    for name in (CHECKPOINT_DIR, f"{CHECKPOINT_DIR}.tmp", f"{CHECKPOINT_DIR}.old"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+    for name in (CONFIG_FILE, "stability.png", SPOOL_FILE, f"{SPOOL_FILE}.synced"):
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The last complete checkpoint of a run folder: ``checkpoint``, or ``checkpoint.old``
+    when a job was killed between the two renames of `_save`; None when there is none."""
+    for name in (CHECKPOINT_DIR, f"{CHECKPOINT_DIR}.old"):
+        folder = Path(run_dir) / name
+        if (folder / PROGRESS_FILE).is_file():
+            return folder
+    return None
+
+
+def read_run_config(run_dir: str | Path) -> tuple[TrainConfig, str | None]:
+    """The `TrainConfig` and MLflow run id a job saved in its run folder (``config.json``)."""
+    from pipelines.settings import from_dict
+
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise UserError(f"--resume {run_dir}: no {CONFIG_FILE} there, not a recrl train run folder")
+    try:
+        saved = json.loads(path.read_text())
+        return from_dict(TrainConfig, saved["config"]), saved.get("run_id")
+    except (ValueError, KeyError, TypeError) as error:
+        raise UserError(f"--resume {run_dir}: {path} is unreadable ({error})") from None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    staging = path.with_name(path.name + ".tmp")
+    staging.write_text(text)
+    staging.replace(path)
+
+
 def _save(algo, checkpoint: Path, result: TrainResult, history: dict) -> None:
-    from pipelines.train.sasrec_algorithm import learner_placements
+    import pickle
+
+    from pipelines.train.sasrec_algorithm import learner_placements, learner_rng_states
 
     staging = checkpoint.with_name(checkpoint.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
@@ -296,23 +385,36 @@ def _save(algo, checkpoint: Path, result: TrainResult, history: dict) -> None:
     progress = {"updates": result.updates, "run_id": result.run_id,
                 "val_history": result.val_history, "learners": result.learners,
                 "history": {name: points for name, points in history.items()}}  # fmt: skip
+    (staging / RNG_FILE).write_bytes(pickle.dumps(learner_rng_states(algo)))
     (staging / PROGRESS_FILE).write_text(json.dumps(progress))
-    shutil.rmtree(checkpoint, ignore_errors=True)
-    staging.rename(checkpoint)  # never leave a half-written "last good" checkpoint
+    # never without a complete checkpoint: checkpoint -> .old, .tmp -> checkpoint, drop .old
+    old = checkpoint.with_name(checkpoint.name + ".old")
+    if checkpoint.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        checkpoint.rename(old)
+    staging.rename(checkpoint)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _read_progress(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / PROGRESS_FILE
     if not path.is_file():
-        raise FileNotFoundError(
+        raise UserError(
             f"{path} is missing: resume_from must be a checkpoint folder written by recrl train"
         )
     return json.loads(path.read_text())
 
 
 def _restore(algo, folder: Path, progress: dict, result: TrainResult, history: dict) -> None:
+    import pickle
+
+    from pipelines.train.sasrec_algorithm import set_learner_rng_states
+
     algo.restore_from_path(str(folder.resolve()))
+    if (folder / RNG_FILE).is_file():
+        set_learner_rng_states(algo, pickle.loads((folder / RNG_FILE).read_bytes()))
     result.updates = int(progress["updates"])
+    algo.skip_batches(result.updates)  # the stream continues after the batches trained on
     result.val_history = list(progress["val_history"])
     for name, points in progress["history"].items():
         history[name] = [tuple(point) for point in points]
@@ -323,7 +425,9 @@ def _plot(history, run_dir: Path, config: TrainConfig) -> Path | None:
     if not any(history.values()):
         return None
     path = run_dir / "stability.png"
-    plot_stability(dict(history), path, title=f"{config.variant} on {Path(config.data).name}")
+    staging = run_dir / "stability.tmp.png"  # matplotlib picks the format by the suffix
+    plot_stability(dict(history), staging, title=f"{config.variant} on {Path(config.data).name}")
+    staging.replace(path)
     return path
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.atomic_output import atomic_write
 from pipelines.tune.study import ReportConfig, StudyConfig
 
 logger = logging.getLogger(__name__)
@@ -228,6 +229,11 @@ def format_table(groups: list[GroupSummary], metric: str, mode: str = "max") -> 
 
 
 def write_csv(groups: list[GroupSummary], path: Path, mode: str = "max") -> Path:
+    """``report.csv``, replaced atomically (`atomic_write`): never half a table."""
+    return atomic_write(path, lambda tmp: _write_csv(groups, tmp, mode))
+
+
+def _write_csv(groups: list[GroupSummary], path: Path, mode: str) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["variant", "setting", "runs", "best_mean", "best_step", "final_mean",
@@ -238,7 +244,6 @@ def write_csv(groups: list[GroupSummary], path: Path, mode: str = "max") -> Path
             reasons = "; ".join(f"{r.name}: {r.divergence}" for r in g.diverged)
             row = [g.variant, g.setting, len(g.runs), f"{best:.6f}", at, f"{final:.6f}"]
             writer.writerow([*row, f"{final_std:.6f}", len(g.diverged), reasons])
-    return path
 
 
 def write_figure(
@@ -246,7 +251,7 @@ def write_figure(
     x_label: str = "updates",
 ) -> Path:  # fmt: skip
     """One panel per variant (panel key), a line per setting with a ± std band; diverged
-    settings are drawn dashed."""
+    settings are drawn dashed. The PNG is replaced atomically (`atomic_write`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -273,6 +278,7 @@ def write_figure(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    finally:
+        plt.close(fig)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
+from pipelines.errors import SettingError
 from pipelines.train.config import READER_CPUS
 from pipelines.tune.kinds import KINDS, TrialKind
 
@@ -27,7 +28,7 @@ SEARCH_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 """``grid`` and ``choice`` take a list; the others ``[low, high]``."""
 
 
-class StudyError(ValueError):
+class StudyError(SettingError):
     """A study file or override is invalid; the message names the file and the key."""
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pipelines.errors import UserError
 from pipelines.prepare.meta import read_meta
 from pipelines.tracking import NullTracker, Tracker, absolute_tracking_uri
 from pipelines.train.config import PRE_LEARNER_CPUS, READ_TASK_CPUS, READER_CPUS
@@ -42,7 +43,7 @@ TRAINABLES = {"sasrec": run_trial, "bandit": run_bandit_trial, "slate": run_slat
 """The Tune function of each trainable kind (`pipelines.tune.kinds`)."""
 
 
-class SweepExistsError(RuntimeError):
+class SweepExistsError(UserError, RuntimeError):
     """The sweep folder exists and neither resume nor a new name was asked for."""
 
 

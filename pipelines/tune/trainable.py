@@ -102,6 +102,7 @@ def run_trial(params: dict[str, Any], *, context: SweepContext) -> None:
             parent_run_id=context.parent_run_id,
             resume_from=resume_from,
             on_eval=report,
+            overwrite=True,  # a first attempt replaces what a lost attempt left there
         )
     except TrainingDiverged as exc:
         logger.warning("trial diverged: %s", exc)
