@@ -82,7 +82,10 @@ def plain_torch_updates_per_s(config: TrainConfig, meta: dict, steps: int) -> fl
             inputs = objective_inputs(trained, other, batch, objective, generator)
         negatives = None
         if objective.n_neg:
-            negatives = sample_negatives(batch["action"], n_items, objective.n_neg, generator)
+            exclude = batch["state"] if objective.neg_exclude == "state" else None
+            negatives = sample_negatives(
+                batch["action"], n_items, objective.n_neg, generator, exclude=exclude
+            )
         loss, _ = sasrec_objective(inputs, batch, negatives, objective, step=step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -186,6 +186,23 @@ def evaluate(
     return metrics
 
 
+def evaluate_with_popularity(
+    score_fn: ScoreFn,
+    data: EvalData,
+    item_counts: Sequence[int] | np.ndarray | Tensor,
+    config: EvalConfig | None = None,
+    *,
+    device: str | torch.device | None = None,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``(metrics of score_fn, metrics of the popularity baseline)``, both from `evaluate` with
+    the one ``config``: the baseline is scored on exactly the rows the model is (same
+    ``max_rows`` prefix, same ``exclude_seen``), so the two compare like with like."""
+    config = config or EvalConfig()
+    model = evaluate(score_fn, data, config, device=device)
+    baseline = evaluate(popularity_score_fn(item_counts), data, config, device=device)
+    return model, baseline
+
+
 def popularity_score_fn(item_counts: Sequence[int] | np.ndarray | Tensor) -> ScoreFn:
     """The popularity baseline: every state gets the same ranking, most frequent item first.
 

@@ -12,7 +12,13 @@ import pytest
 import torch
 
 from models.evaluation import true_item_ranks
-from pipelines.evaluation import EvalConfig, evaluate, load_eval_split, popularity_score_fn
+from pipelines.evaluation import (
+    EvalConfig,
+    evaluate,
+    evaluate_with_popularity,
+    load_eval_split,
+    popularity_score_fn,
+)
 from pipelines.prepare.stages import fixed_size_list
 
 N_ITEMS, PAD, L = 5, 5, 3
@@ -149,6 +155,27 @@ def test_popularity_ranks_break_ties_by_item_id(data):
     assert m["hr_1_click"] == 0.5 and m["hr_3_click"] == 1.0
     assert m["ndcg_3_click"] == pytest.approx((1.0 + 1 / math.log2(3)) / 2)
     assert m["hr_3_purchase"] == 0.0 and m["reward_3"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("max_rows", [None, 1])
+def test_popularity_baseline_is_scored_on_the_models_rows(data, max_rows):
+    # Issue 17 fix 3: one config for both, so a row limit cannot apply to the baseline alone.
+    seen = []
+
+    def recording(state, state_len):
+        seen.append(state.clone())
+        return fixed_scores(state, state_len)
+
+    config = EvalConfig(ks=KS, max_rows=max_rows)
+    model, baseline = evaluate_with_popularity(recording, data, COUNTS, config)
+    rows = 4 if max_rows is None else 1
+    assert model["eval_rows"] == baseline["eval_rows"] == rows
+    assert torch.equal(torch.cat(seen), data.state[:rows])
+    alone = evaluate(popularity_score_fn(COUNTS), data.head(rows), config)
+    del alone["eval_seconds"], baseline["eval_seconds"]
+    assert baseline == pytest.approx(alone, nan_ok=True)
+    if max_rows == 1:  # row A alone: item 1, the most popular, is a click hit at rank 1
+        assert baseline["hr_1_click"] == 1.0 and math.isnan(baseline["hr_3_purchase"])
 
 
 def test_wrong_score_shape_and_bad_config_are_refused(data):

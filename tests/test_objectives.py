@@ -20,6 +20,7 @@ from models.objectives import (
     sample_negatives,
     td_loss,
 )
+from models.objectives.negatives import nth_allowed
 from models.sasrec import QHead, SASRecConfig, SASRecEncoder
 
 LN = math.log
@@ -102,6 +103,21 @@ def test_negative_td_target_uses_s_prime_equal_s():
     loss.backward()
     # dL/dQ(s, a-) = -(y- - Q) / B: row 0 -> [-1, -0.5], row 1 -> item 1 twice: 2 * -1
     close(q.grad, [[-1.0, 0.0, -0.5], [0.0, -2.0, 0.0]])
+
+
+def test_negative_td_argmax_comes_from_q_select_when_given():
+    # Issue 17 fix 4: the argmax of the negatives' target comes from the online network's
+    # eval-mode pass (q_select), not from the dropout-noised q that carries the gradient.
+    q = t([[1.0, 4.0, 2.0], [3.0, 0.0, 5.0]], requires_grad=True)  # own argmax would be [1, 2]
+    q_select = t([[9.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # argmax -> [0, 2]
+    q_target = t([[8.0, 6.0, 2.0], [1.0, 9.0, 4.0]])  # valued at [0, 2] -> [8, 4]
+    negatives = torch.tensor([[0, 2], [1, 1]])
+    loss, diag = negative_td_loss(q, negatives, q_target, gamma=0.5, q_select=q_select)
+    # y- = 0.5 * [8, 4] = [4, 2]; row 0: 0.5 * ((4-1)^2 + (4-2)^2) = 6.5; row 1: 0.5 * 8 = 4
+    close(loss, 5.25)
+    close(diag["q/neg_target_mean"], 3.0)
+    loss.backward()
+    close(q.grad, [[-1.5, 0.0, -1.0], [0.0, -2.0, 0.0]])
 
 
 # ---------------------------------------------------------------- SAC / SA2C weights
@@ -272,3 +288,68 @@ def test_popularity_negatives_follow_popularity_without_the_positive():
     freq = torch.bincount(neg.flatten(), minlength=4).float() / neg.numel()
     # conditioned on != 0: [0, 10, 30, 10] / 50
     torch.testing.assert_close(freq, t([0.0, 0.2, 0.6, 0.2]), atol=0.02, rtol=0)
+
+
+# Issue 17 fix 5: negatives are items absent from the state (SASRec-CCQL §3.3) by default.
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_items=st.integers(2, 40),
+    batch=st.integers(1, 16),
+    state_len=st.integers(0, 6),
+    n_neg=st.integers(1, 12),
+    seed=st.integers(0, 2**31 - 1),
+    by_popularity=st.booleans(),
+)
+def test_negatives_never_hit_the_state_or_the_positive(
+    n_items, batch, state_len, n_neg, seed, by_popularity
+):
+    g = torch.Generator().manual_seed(seed)
+    actions = torch.randint(n_items, (batch,), generator=g)
+    state = torch.randint(n_items, (batch, 6), generator=g)
+    state[:, : 6 - state_len] = n_items  # left padding (pad_id = n_items) is ignored
+    popularity = torch.rand(n_items, generator=g) + 0.01 if by_popularity else None
+    neg = sample_negatives(actions, n_items, n_neg, g, item_popularity=popularity, exclude=state)
+    assert neg.shape == (batch, n_neg) and neg.dtype == torch.int64
+    assert ((neg >= 0) & (neg < n_items)).all()
+    assert (neg != actions.unsqueeze(1)).all()
+    blocked = torch.cat([actions.unsqueeze(1), state], dim=1)
+    full = torch.stack([torch.isin(torch.arange(n_items), row).all() for row in blocked])
+    # a row whose state and action cover the catalogue falls back to "any but the positive"
+    hits_state = (neg.unsqueeze(2) == state.unsqueeze(1)).any(dim=2)
+    assert not hits_state[~full].any()
+
+
+def test_nth_allowed_enumerates_the_allowed_items_in_order():
+    # Blocked ids ascending, each once, filled with I = 7: the u-th allowed item, exactly.
+    blocked = torch.tensor([[1, 3, 4, 7], [0, 6, 7, 7], [7, 7, 7, 7]])
+    allowed = [[0, 2, 5, 6], [1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5, 6]]
+    for row, items in enumerate(allowed):
+        u = torch.arange(len(items)).unsqueeze(0)
+        assert nth_allowed(u, blocked[row : row + 1]).tolist() == [items]
+
+
+def test_state_excluding_negatives_are_uniform_over_the_rest():
+    g = torch.Generator().manual_seed(0)
+    actions = torch.zeros(4000, dtype=torch.long)
+    state = torch.tensor([[5, 1, 1, 3]]).expand(4000, 4)  # pad 5, item 1 twice, item 3
+    neg = sample_negatives(actions, 5, 3, g, exclude=state)
+    freq = torch.bincount(neg.flatten(), minlength=5).float() / neg.numel()
+    torch.testing.assert_close(freq, t([0.0, 0.0, 0.5, 0.0, 0.5]), atol=0.02, rtol=0)
+    # exclude=None keeps the earlier behaviour: any item but the positive
+    old = sample_negatives(actions, 5, 3, g)
+    freq = torch.bincount(old.flatten(), minlength=5).float() / old.numel()
+    torch.testing.assert_close(freq, t([0.0, 0.25, 0.25, 0.25, 0.25]), atol=0.02, rtol=0)
+
+
+def test_state_excluding_popularity_negatives_follow_popularity_on_the_rest():
+    g = torch.Generator().manual_seed(0)
+    counts = t([50.0, 10.0, 30.0, 10.0, 0.0])
+    state = torch.tensor([[5, 2]]).expand(4000, 2)  # item 2 (the most popular left) is seen
+    neg = sample_negatives(
+        torch.zeros(4000, dtype=torch.long), 5, 3, g, item_popularity=counts, exclude=state
+    )
+    freq = torch.bincount(neg.flatten(), minlength=5).float() / neg.numel()
+    # conditioned on not in {0, 2}: [0, 10, 0, 10, 0] / 20
+    torch.testing.assert_close(freq, t([0.0, 0.5, 0.0, 0.5, 0.0]), atol=0.03, rtol=0)

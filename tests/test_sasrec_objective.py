@@ -9,7 +9,7 @@ from models.objectives import ce_loss, cql_loss, info_nce_loss, sample_negatives
 from models.sasrec.encoder import SASRecConfig
 from models.sasrec.loss import sasrec_objective
 from models.sasrec.network import SASRecQNetwork, objective_inputs
-from models.sasrec.objective_config import VARIANTS, objective_for
+from models.sasrec.objective_config import CO_WEIGHT, VARIANTS, objective_for
 from pipelines.train.config import TrainConfig
 
 N_ITEMS, L, B = 30, 4, 8
@@ -133,3 +133,56 @@ def test_target_passes_are_each_networks_q_values(networks, n_neg):
     else:
         assert inputs.q_target is None
     assert not inputs.q_next.requires_grad and inputs.q.requires_grad
+
+
+# ---------------------------------------------------------------- issue 17
+
+
+def test_snqn_has_no_phase_two_and_never_weights_ce(networks):
+    # SNQN (Xin et al. 2022): CE + TD over logged and negative actions; only SQN-SAC and SA2C
+    # weight the CE after a warm-up.
+    assert objective_for("snqn").phase2 == "none"
+    assert (objective_for("sasrec_ac").phase2, objective_for("sa2c").phase2) == ("sac", "sa2c")
+    trained, other = networks
+    config = objective_for("snqn", warmup_steps=5, n_neg=3)
+    data = batch()
+    inputs = objective_inputs(trained, other, data, config, torch.Generator().manual_seed(1))
+    negatives = sample_negatives(data["action"], N_ITEMS, 3, torch.Generator().manual_seed(2))
+    plain_ce = torch.nn.functional.cross_entropy(inputs.logits, data["action"])
+    for step in (0, 5, 100_000):
+        _, metrics = sasrec_objective(inputs, data, negatives, config, step=step)
+        assert metrics["train/phase"] == 1 and "ce/weight_mean" not in metrics
+        torch.testing.assert_close(metrics["loss/ce"], plain_ce.detach())  # CE weight 1
+
+
+def test_contrastive_presets_share_one_documented_weight():
+    assert VARIANTS["sasrec_co"]["co_weight"] == VARIANTS["sasrec_ccql"]["co_weight"] == CO_WEIGHT
+    assert objective_for("sasrec_ccql", co_weight=1.0).co_weight == 1.0  # the paper's eq. (4)
+
+
+def test_target_passes_run_in_eval_mode_and_the_online_pass_in_train_mode():
+    # With dropout 0.9 any target pass in train mode would differ between two calls; every
+    # target must equal the eval-mode Q values, while the online Q still uses dropout.
+    torch.manual_seed(0)
+    config = SASRecConfig(hidden_size=16, max_len=L, dropout=0.9)
+    trained, other = SASRecQNetwork(N_ITEMS, config), SASRecQNetwork(N_ITEMS, config)
+    objective = objective_for("snqn", n_neg=3)
+    data = batch(3)
+    calls = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)  # dropout draws from the global generator
+        calls.append(objective_inputs(trained, other, data, objective, torch.Generator()))
+    assert trained.training and other.training  # modes restored
+    with torch.no_grad():
+        trained.eval(), other.eval()
+        expected = {
+            "q_next": trained.q_values(data["next_state"], data["next_state_len"]),
+            "q_select": trained.q_values(data["state"], data["state_len"]),
+            "q_next_target": other.q_values(data["next_state"], data["next_state_len"]),
+            "q_target": other.q_values(data["state"], data["state_len"]),
+        }
+    for name, value in expected.items():
+        for inputs in calls:
+            torch.testing.assert_close(getattr(inputs, name), value, msg=name)
+    assert not torch.allclose(calls[0].q, calls[1].q)  # the online pass: dropout on
+    assert calls[0].q.requires_grad

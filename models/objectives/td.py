@@ -54,7 +54,11 @@ def td_loss(q: Tensor, actions: Tensor, targets: Tensor) -> tuple[Tensor, dict[s
 
 
 def negative_td_loss(
-    q: Tensor, negatives: Tensor, q_target: Tensor, gamma: float
+    q: Tensor,
+    negatives: Tensor,
+    q_target: Tensor,
+    gamma: float,
+    q_select: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """TD terms of sampled negative actions (SNQN, Xin et al. 2022; SPEC §4 "Negative actions").
 
@@ -63,12 +67,14 @@ def negative_td_loss(
 
         ``y⁻_b = 0 + γ · Q_target(s_b, argmax_a Q_online(s_b, a))``
 
-    (one value per row, shared by its N negatives), and the loss is
+    (one value per row, shared by its N negatives; ``Q_online`` of the argmax is ``q_select``,
+    the online network's eval-mode pass, or ``q`` itself when None), and the loss is
 
         ``L_neg = 1/B · Σ_b Σ_n ½ (y⁻_b − Q_online(s_b, a⁻_bn))²``.
 
     Choices, each deliberate:
-    - ``s' = s``, so the online and target Q of s' are those of s: no extra forward pass.
+    - ``s' = s``, so the target network's Q of s' is its Q of s (computed in the same pass
+      as its Q of the logged transitions' s').
     - No ``done`` masking: ``done`` says the session ended after the *logged* action; in the
       counterfactual "a⁻ was ignored and the user stays in s" nothing ends the session, so the
       negative always bootstraps (the SNQN reference code does the same).
@@ -76,10 +82,10 @@ def negative_td_loss(
       transition in ``td_loss`` (the SNQN reference code sums N batch-means, which is equal).
 
     Shapes: ``q`` = Q_online(s, ·) [B, I] (carries the gradient), ``negatives`` [B, N] int,
-    ``q_target`` = Q_target(s, ·) [B, I]. Diagnostics: ``loss/td_neg``, ``q/neg_mean``,
-    ``q/neg_target_mean``.
+    ``q_target`` = Q_target(s, ·) [B, I], ``q_select`` [B, I] or None. Diagnostics:
+    ``loss/td_neg``, ``q/neg_mean``, ``q/neg_target_mean``.
     """
-    a_star = q.detach().argmax(dim=1, keepdim=True)  # [B, 1]
+    a_star = (q if q_select is None else q_select).detach().argmax(dim=1, keepdim=True)  # [B, 1]
     y_neg = gamma * q_target.detach().gather(1, a_star).float()  # [B, 1], broadcasts over N
     q_neg = q.gather(1, negatives.long()).float()  # [B, N]
     loss = 0.5 * (y_neg - q_neg).pow(2).sum(dim=1).mean()

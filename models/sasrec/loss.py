@@ -65,7 +65,9 @@ def sasrec_objective(
         td, info = td_loss(inputs.q, actions, targets)
         metrics.update(info)
         if negatives is not None:
-            td_neg, info = negative_td_loss(inputs.q, negatives, inputs.q_target, config.gamma)
+            td_neg, info = negative_td_loss(
+                inputs.q, negatives, inputs.q_target, config.gamma, q_select=inputs.q_select
+            )
             metrics.update(info)
             td = td + td_neg
         total = total + config.td_weight * td

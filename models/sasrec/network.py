@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +52,9 @@ class ObjectiveInputs:
     """Other/target network's Q(s', ·) (values the argmax), [B, I]."""
     q_target: Tensor | None = None
     """Other/target network's Q(s, ·) for the negative-action targets, [B, I]."""
+    q_select: Tensor | None = None
+    """Trained network's Q(s, ·) in eval mode (no gradient; picks the argmax of the
+    negative-action targets), [B, I]."""
     z1: Tensor | None = None
     z2: Tensor | None = None
     """State vectors of the two augmented views, [B, H]."""
@@ -65,7 +70,11 @@ def objective_inputs(
     """Run the forward passes ``config`` needs, sharing one encoder pass where it can.
 
     ``trained`` gets gradients; ``other`` (the second twin or the Polyak target) only
-    gives targets. The state and both augmented views go through ``trained`` as one batch.
+    gives targets. The state and both augmented views go through ``trained`` as one batch,
+    in the mode the caller set (train mode: dropout on). Every pass that feeds a TD target
+    (``q_next``, ``q_select`` of ``trained``; ``q_next_target``, ``q_target`` of ``other``)
+    runs without gradient in eval mode: no dropout noise reaches a target, as in
+    `double_q_targets`' definition ``y = r + γ·Q_target(s', argmax_a Q_online(s', a))``.
     """
     state, state_len = batch["state"].long(), batch["state_len"].long()
     pad, mask = trained.encoder.pad_id, trained.encoder.mask_id
@@ -88,14 +97,27 @@ def objective_inputs(
         if other is None:
             raise ValueError("TD targets need a second network (twin or target)")
         next_state, next_len = batch["next_state"].long(), batch["next_state_len"].long()
-        with torch.no_grad():
-            out.q_next = trained.q_values(next_state, next_len)
+        with torch.no_grad(), eval_mode(trained, other):
             if config.n_neg > 0:
-                # One pass of the other network over s' and s: fewer, larger kernels.
-                both = other.q_values(
-                    torch.cat([next_state, state]), torch.cat([next_len, state_len])
-                )
-                out.q_next_target, out.q_target = both[:b], both[b:]
+                # One pass of each network over s' and s: fewer, larger kernels.
+                both_states = torch.cat([next_state, state]), torch.cat([next_len, state_len])
+                online, target = trained.q_values(*both_states), other.q_values(*both_states)
+                out.q_next, out.q_select = online[:b], online[b:]
+                out.q_next_target, out.q_target = target[:b], target[b:]
             else:
+                out.q_next = trained.q_values(next_state, next_len)
                 out.q_next_target = other.q_values(next_state, next_len)
     return out
+
+
+@contextmanager
+def eval_mode(*networks: nn.Module) -> Iterator[None]:
+    """Put ``networks`` in eval mode (dropout off) and restore every submodule's own mode."""
+    modes = [(m, m.training) for net in networks for m in net.modules()]
+    for net in networks:
+        net.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training

@@ -197,9 +197,11 @@ class SASRecRLModule(TorchRLModule):
         negatives = None
         if self.objective.n_neg > 0:
             pop = self.item_popularity if self.objective.neg_sampler == "popularity" else None
+            exclude = batch[B.STATE] if self.objective.neg_exclude == "state" else None
             negatives = sample_negatives(
-                batch[B.ACTION], self.n_items, self.objective.n_neg, generator, pop
-            )
+                batch[B.ACTION], self.n_items, self.objective.n_neg, generator, pop,
+                exclude=exclude,
+            )  # fmt: skip
         return {OBJECTIVE_INPUTS: inputs, NEGATIVES: negatives, TRAINED_NETWORK: index}
 
     @torch.no_grad()
