@@ -26,9 +26,8 @@ warmup_steps, double_q, tau, ...).
 run folder (--run-dir, default runs/<variant>-<time>): checkpoint/, config.json (all
 settings and the MLflow run id), stability.png. A new run into a folder that holds a
 checkpoint is refused: --resume RUN_DIR continues it (weights, optimiser, target network,
-update count, RNG states, the same MLflow run; the data stream restarts reshuffled, so
-the result matches an uninterrupted run within seed noise, not bit for bit), --overwrite
-replaces it.
+update count, RNG states, the position in the data stream, the same MLflow run; with one
+learner the result is bit for bit the uninterrupted run's), --overwrite replaces it.
 
 examples:
   recrl train --variant sasrec_ccql --data data/rc15 --set n_neg=20 --set cql_alpha=0.05

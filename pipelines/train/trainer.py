@@ -12,10 +12,12 @@ a job restarted with ``resume_from`` continues the same run and the same curves;
 how a Tune trial survives a retry and how ``recrl train --resume RUN_DIR`` continues.
 What a resumed job restores: the weights of every network (online, twin or Polyak target),
 the optimiser, the update count (which also fixes the objective's random draws, see
-`models.sasrec.sasrec_rl_module`) and the RNG state of dropout. The data stream is not
-restored to its position: it restarts as a reshuffle seeded by (seed, update count), so a
-resumed run sees other batches than the uninterrupted one would have, and ends within the
-noise of the data order, not bit for bit. The run folder holds ``config.json`` (the full
+`models.sasrec.sasrec_rl_module`), the RNG state of dropout and the position in the data
+stream (the stream is read again in its fixed order and the batches already trained on are
+dropped, far faster than they were trained on). With one learner a resumed run ends bit for
+bit where the uninterrupted one ends; with several, Ray Data's `streaming_split` deals the
+blocks to the learners as they ask, so which rows each learner's stream holds, and skips,
+can differ from the uninterrupted run. The run folder holds ``config.json`` (the full
 `TrainConfig` and the MLflow run id, written at the start), so the run can be resumed
 without repeating its settings; a new job into a run folder holding a checkpoint is
 refused unless it resumes or overwrites. Every file of the run folder is written to a
