@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 17, fix 2: the contrastive weight λ_co of the SASRec-CCQL paper's eq. (4). The paper
+# The contrastive weight λ_co of the SASRec-CCQL paper's eq. (4). The paper
 # adds L_CO with weight 1; the presets use CO_WEIGHT = 0.1 (models/sasrec/objective_config.py).
 # This runs both weights for both contrastive variants, seeds 0 and 1, 6,000 updates each:
 # 8 `recrl train` jobs, one after the other, one MLflow run each (experiment "co_weight").

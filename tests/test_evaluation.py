@@ -159,7 +159,7 @@ def test_popularity_ranks_break_ties_by_item_id(data):
 
 @pytest.mark.parametrize("max_rows", [None, 1])
 def test_popularity_baseline_is_scored_on_the_models_rows(data, max_rows):
-    # Issue 17 fix 3: one config for both, so a row limit cannot apply to the baseline alone.
+    # One config for both, so a row limit cannot apply to the baseline alone.
     seen = []
 
     def recording(state, state_len):

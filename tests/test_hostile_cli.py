@@ -1,7 +1,7 @@
 """Every subcommand's ordinary mistakes end in one ``recrl: error:`` line that names the
 setting, file or folder, exit 2 (1 for a job that ran and failed), before any expensive
 work (Ray starts once, in the fixture that prepares the dataset), and leave the outputs
-already on disk byte-for-byte intact (issue 16, item 7). The run-folder refusal and
+already on disk byte-for-byte intact. The run-folder refusal and
 ``--resume``'s checks of item 8 too; resumed training itself is in `test_train_resume.py`."""
 
 from __future__ import annotations

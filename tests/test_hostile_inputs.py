@@ -1,4 +1,4 @@
-"""Hostile inputs to `recrl prepare` (issue 16, items 3-7): every case either fails with one
+"""Hostile inputs to `recrl prepare`: every case either fails with one
 ``recrl: error:`` line naming the place, or is accepted with exact per-reason counts
 (input rows = kept + dropped per reason).
 

@@ -190,7 +190,7 @@ class _ProbeOnlyClient:
 
 
 def test_submit_to_a_cluster_whose_python_cannot_import_recrl_says_so(monkeypatch, capsys):
-    """Issue 16, item 7: a cluster started with `.venv/bin/ray start` outside the venv runs
+    """A cluster started with `.venv/bin/ray start` outside the venv runs
     jobs with the system python; the probe job finds it before the real job is submitted."""
     from tests.hostile import assert_user_error, run_recrl
 

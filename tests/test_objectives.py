@@ -106,7 +106,7 @@ def test_negative_td_target_uses_s_prime_equal_s():
 
 
 def test_negative_td_argmax_comes_from_q_select_when_given():
-    # Issue 17 fix 4: the argmax of the negatives' target comes from the online network's
+    # The argmax of the negatives' target comes from the online network's
     # eval-mode pass (q_select), not from the dropout-noised q that carries the gradient.
     q = t([[1.0, 4.0, 2.0], [3.0, 0.0, 5.0]], requires_grad=True)  # own argmax would be [1, 2]
     q_select = t([[9.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # argmax -> [0, 2]
@@ -290,7 +290,7 @@ def test_popularity_negatives_follow_popularity_without_the_positive():
     torch.testing.assert_close(freq, t([0.0, 0.2, 0.6, 0.2]), atol=0.02, rtol=0)
 
 
-# Issue 17 fix 5: negatives are items absent from the state (SASRec-CCQL §3.3) by default.
+# Negatives are items absent from the state (SASRec-CCQL §3.3) by default.
 
 
 @settings(max_examples=60, deadline=None)

@@ -135,7 +135,7 @@ def test_target_passes_are_each_networks_q_values(networks, n_neg):
     assert not inputs.q_next.requires_grad and inputs.q.requires_grad
 
 
-# ---------------------------------------------------------------- issue 17
+# ---------------------------------------------------------------- faithful baselines
 
 
 def test_snqn_has_no_phase_two_and_never_weights_ce(networks):

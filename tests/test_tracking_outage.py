@@ -285,7 +285,7 @@ def test_mlflow_sync_command_reports_an_unreachable_server(tmp_path, capsys):
 def test_mlflow_sync_reports_a_torn_record_uploads_the_rest_and_ends_the_run(
     tmp_path, store, capsys
 ):
-    """A job killed in the middle of a spool write (issue 16, item 8): the torn line is
+    """A job killed in the middle of a spool write: the torn line is
     named with its line number, the rest goes up, and the run, which the spool never ended,
     ends FAILED instead of staying RUNNING."""
     uri, artifacts, client = store
