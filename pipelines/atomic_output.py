@@ -87,7 +87,10 @@ def recover(target: str | os.PathLike) -> None:
     target = Path(os.path.realpath(target))
     olds = _leftovers(target, "old")
     if olds and not target.exists():
-        olds.pop().rename(target)  # the newest is the one the interrupted swap moved
+        # The interrupted swap moved a complete output: one with its meta.json (a leftover
+        # whose removal was cut short may have lost it), the newest of those.
+        olds.sort(key=lambda p: ((p / "meta.json").is_file(), p.stat().st_mtime))
+        olds.pop().rename(target)
     for path in olds + _leftovers(target, "tmp"):
         shutil.rmtree(path, ignore_errors=True)
 
@@ -114,10 +117,13 @@ def check_writable(target: str | os.PathLike) -> None:
 
 
 @contextlib.contextmanager
-def staged_output(target: str) -> Iterator[str]:
+def staged_output(target: str, *, ours: Callable[[str], bool] | None = None) -> Iterator[str]:
     """Yield a fresh staging folder for ``target`` and swap it in when the block ends
     without an exception; after an exception (KeyboardInterrupt included) the staging
-    folder is removed and ``target`` is untouched. See the module docstring."""
+    folder is removed and ``target`` is untouched. See the module docstring.
+
+    ``ours`` tells the files recrl writes in ``target``; it is checked again right before
+    the swap, so a file the user put there while the job ran is refused, not deleted."""
     if is_remote(target):
         with _staged_remote(target) as staging:
             yield staging
@@ -135,6 +141,8 @@ def staged_output(target: str) -> Iterator[str]:
         ) from None
     try:
         yield str(staging)
+        if ours is not None:
+            refuse_foreign(str(path), list_files(str(path)), ours)
         _swap(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -166,6 +174,11 @@ def _staged_remote(target: str) -> Iterator[str]:
     fs.create_dir(staging, recursive=True)
     try:
         yield f"{scheme}://{staging}"
+    except BaseException:
+        with contextlib.suppress(OSError):
+            fs.delete_dir(staging)
+        raise
+    try:
         if fs.get_file_info(path).type != pafs.FileType.NotFound:
             fs.delete_dir(path)
         files = [
@@ -178,9 +191,16 @@ def _staged_remote(target: str) -> Iterator[str]:
             dest = posixpath.join(path, posixpath.relpath(file, staging))
             fs.create_dir(posixpath.dirname(dest), recursive=True)
             fs.copy_file(file, dest)
-    finally:
-        with contextlib.suppress(OSError):
-            fs.delete_dir(staging)
+    except BaseException as error:
+        # The old output is gone and the new one is partly copied: the staging prefix is
+        # the only complete copy, so it is kept and named.
+        raise OutputNotWritableError(
+            f"copying the new output into place failed ({error}); the complete output is "
+            f"kept at {scheme}://{staging}",
+            file=target,
+        ) from error
+    with contextlib.suppress(OSError):
+        fs.delete_dir(staging)
 
 
 def list_files(root: str) -> list[str]:

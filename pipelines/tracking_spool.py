@@ -133,6 +133,15 @@ def rejected(error: Exception) -> bool:
     return 400 <= error.get_http_status_code() < 500
 
 
+def _ends_torn(path: Path) -> bool:
+    """Whether the file at ``path`` ends inside a line (its writer was killed mid-write)."""
+    with path.open("rb") as handle:
+        if handle.seek(0, os.SEEK_END) == 0:
+            return False
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) != b"\n"
+
+
 class SpoolWriter:
     """Appends records to a spool file; the file is opened on the first record."""
 
@@ -146,6 +155,8 @@ class SpoolWriter:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("a", encoding="utf-8")
+            if _ends_torn(self.path):  # a job killed mid-write: end its line, not ours
+                self._file.write("\n")
             self._write({"kind": "spool", "uri": self.uri, "created": _now_ms()})
         for record in records:
             self._write(record)
@@ -298,7 +309,10 @@ def sync_spool(path: str | os.PathLike, client: Any, *, final: bool = False) -> 
         report = SyncReport(offset=state.offset)
         uploader = _Uploader(client, state, report)
         pending: list[dict] = []
-        torn = report.torn if final else None
+        # A torn line left by an earlier, killed job is skipped during a job too, or every
+        # later upload would stop at it; a torn last line may still be being written, so
+        # only `final` reports it.
+        torn = report.torn if final else []
         for end, record in read_records(path, state.offset, torn):
             if pending and not _same_batch(pending, record):
                 uploader.send(pending)
@@ -310,6 +324,11 @@ def sync_spool(path: str | os.PathLike, client: Any, *, final: bool = False) -> 
             _advance(state, report, path, pending[-1]["_end"])
         if final:
             report.finished = finish_runs(path, client, state)
+        else:
+            report.torn.extend(t for t in torn if not t.last)
+            for record in report.torn:
+                logger.warning("%s:%d: skipped a torn spool record (an earlier job was killed "
+                               "while writing it)", path, record.line)  # fmt: skip
     return report
 
 

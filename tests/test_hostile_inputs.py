@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.errors import SettingError
 from pipelines.prepare import schema
 from pipelines.prepare.config import PrepareConfig
 from pipelines.prepare.errors import InvalidValuesError
@@ -135,8 +136,22 @@ def test_time_range_widens_the_plausible_years(tmp_path):
     path = write(tmp_path, "log.csv", [GENERIC_HEADER, "s1,1975-05-05T00:00:00Z,i1,click"])
     _, drops, _ = parse("generic", path)
     assert drops == Counter(invalid_timestamp=1)
-    _, drops, kept = parse("generic", path, time_range=(1970, 2100))
+    _, drops, kept = parse("generic", path, time_range=(1971, 2100))
     assert drops == Counter() and kept == 1
+    _, drops, kept = parse("generic", path, time_range=(1970, 2100), timestamp_unit="iso")
+    assert drops == Counter() and kept == 1
+
+
+def test_seconds_are_never_read_as_milliseconds_when_the_range_reaches_1970(tmp_path):
+    """From 1970 on, 1400000000 fits seconds (2014) and milliseconds (January 1970): the
+    unit cannot be detected, so the run needs --timestamp-unit instead of a vote that one
+    stray millisecond value would tip."""
+    rows = [f"s{k},1400000000,i{k},click" for k in range(5)] + ["s9,1400000000000,i9,click"]
+    path = write(tmp_path, "log.csv", [GENERIC_HEADER, *rows])
+    with pytest.raises(SettingError, match="--timestamp-unit"):
+        parse("generic", path, time_range=(1970, 2100))
+    _, drops, kept = parse("generic", path, time_range=(1970, 2100), timestamp_unit="s")
+    assert kept == 5 and drops == Counter(invalid_timestamp=1)  # 1.4e12 s is after 2100
 
 
 def test_a_source_with_a_fixed_format_refuses_other_formats(tmp_path):

@@ -389,6 +389,60 @@ def test_staged_output_on_a_uri_builds_aside_and_copies_meta_last(tmp_path):
     assert _siblings(target) == []
 
 
+def test_a_file_put_in_the_target_during_the_build_is_refused_not_deleted(tmp_path):
+    """The foreign-file check is made again right before the swap."""
+    target = _one(tmp_path / "out", "meta.json", "old")
+    with (
+        pytest.raises(ForeignFilesError, match=r"notes\.txt"),
+        atomic_output.staged_output(str(target), ours={"meta.json"}.__contains__) as staging,
+    ):
+        Path(staging, "meta.json").write_text("new")
+        (target / "notes.txt").write_text("mine")  # the user, while the job runs
+    assert (target / "notes.txt").read_text() == "mine"
+    assert (target / "meta.json").read_text() == "old"
+    assert _siblings(target) == []
+
+
+def test_a_failed_copy_into_a_uri_keeps_the_complete_staging_copy(tmp_path, monkeypatch):
+    """Object stores cannot rename: when copying the new output in fails, the old one is
+    already gone, so the staging prefix (the only complete copy) is kept and named."""
+    from types import SimpleNamespace
+
+    import pyarrow.fs as pafs
+
+    target = _one(tmp_path / "out", "meta.json", "old")
+
+    class QuotaExceeded:
+        """The local filesystem, except that copying fails."""
+
+        def __init__(self, fs):
+            self.fs = fs
+
+        def __getattr__(self, name):
+            return getattr(self.fs, name)
+
+        def copy_file(self, src, dest):
+            raise OSError("quota exceeded")
+
+    def from_uri(uri):
+        fs, path = pafs.FileSystem.from_uri(uri)
+        return QuotaExceeded(fs), path
+
+    fake = SimpleNamespace(
+        FileSystem=SimpleNamespace(from_uri=from_uri),
+        FileSelector=pafs.FileSelector,
+        FileType=pafs.FileType,
+    )
+    monkeypatch.setattr(atomic_output, "pafs", fake)
+    with (
+        pytest.raises(atomic_output.OutputNotWritableError, match="kept at") as error,
+        atomic_output.staged_output(f"file://{target}") as staging,
+    ):
+        Path(staging.removeprefix("file://"), "meta.json").write_text("new")
+    kept = str(error.value).split("kept at file://")[1].split()[0].rstrip(";,")
+    assert Path(kept, "meta.json").read_text() == "new"
+
+
 def _one(folder: Path, name: str, text: str) -> Path:
     folder.mkdir()
     (folder / name).write_text(text)

@@ -20,6 +20,7 @@ from pipelines.tracking import RetryPolicy, Tracker, flatten_params
 from pipelines.tracking_spool import (
     SPOOL_RUN_TAG,
     SpoolError,
+    SpoolWriter,
     SyncState,
     pending_records,
     read_records,
@@ -263,6 +264,30 @@ def test_spool_reading_keeps_a_torn_last_line_and_names_a_bad_one(tmp_path):
     spool.write_text(json.dumps({"kind": "weird", "run": "r"}) + "\n")
     with pytest.raises(SpoolError, match="unknown record kind 'weird'"):
         list(read_records(spool))
+
+
+def test_a_resumed_job_ends_a_torn_line_and_its_uploads_skip_it(tmp_path, store):
+    """A job killed mid-write, then resumed: the new writer ends the torn line instead of
+    gluing its first record to it, and an upload during the job skips the torn line
+    instead of stopping there for good."""
+    uri, artifacts, client = store
+    spool = tmp_path / "mlflow_spool.jsonl"
+    tracker = Tracker("outage-resumed", f"http://127.0.0.1:{free_port()}", spool=spool,
+                      artifact_location=artifacts)  # fmt: skip
+    placeholder = tracker.start("killed")
+    tracker.log_metrics({"loss/ce": _loss(0)}, step=0)
+    tracker.spool.close()
+    spool.write_text(spool.read_text() + '{"kind":"metric","ru')  # SIGKILL mid-write
+    torn_line = len(spool.read_text().splitlines())
+    writer = SpoolWriter(spool, uri)
+    writer.append([{"kind": "metric", "run": placeholder, "key": "loss/ce",
+                    "value": _loss(1), "step": 1, "timestamp": 5}])  # fmt: skip
+    writer.close()
+    assert [r["step"] for _, r in read_records(spool, 0, []) if r["kind"] == "metric"] == [0, 1]
+    report = sync_spool(spool, client)  # during a job: not final
+    assert [t.line for t in report.torn] == [torn_line]
+    run_id = SyncState.load(spool).runs[placeholder]
+    assert sorted(m.step for m in client.get_metric_history(run_id, "loss/ce")) == [0, 1]
 
 
 def test_mlflow_sync_command_reports_an_unreachable_server(tmp_path, capsys):

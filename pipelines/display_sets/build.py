@@ -88,7 +88,7 @@ def build_display_sets(config: DisplaySetConfig) -> DisplaySetResult:
     """
     ours = {f"{name}.parquet" for name in SPLITS} | {ITEMS_FILE, META_FILE}
     refuse_foreign(config.output_path, list_files(config.output_path), ours.__contains__)
-    with staged_output(config.output_path) as staging:
+    with staged_output(config.output_path, ours=ours.__contains__) as staging:
         meta = _build_into(config, staging)
     logger.info("wrote %d display-set records to %s", meta["records"], config.output_path)
     return DisplaySetResult(config.output_path, meta)

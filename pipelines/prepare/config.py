@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pipelines.errors import SettingError
-from pipelines.prepare.parsing import check_years
+from pipelines.prepare.parsing import check_years, epoch_units_overlap
 
 SourceName = Literal["yoochoose", "retailrocket", "movielens", "open_bandit", "generic"]
 SOURCES: tuple[str, ...] = ("yoochoose", "retailrocket", "movielens", "open_bandit", "generic")
@@ -109,6 +109,17 @@ class PrepareConfig:
             check_years(tuple(self.time_range))
         except ValueError as error:
             raise SettingError(f"--time-range: {error}") from None
+        if (
+            self.source == "generic"
+            and self.timestamp_unit in (None, "auto")
+            and epoch_units_overlap(tuple(self.time_range))
+        ):
+            first, last = self.time_range
+            raise SettingError(
+                f"--time-range {first} {last} reaches back to 1970, where epoch seconds, "
+                "milliseconds, microseconds and nanoseconds cannot be told apart by their "
+                "size; give --timestamp-unit (iso, s, ms, us or ns)"
+            )
         try:
             codecs.lookup(self.encoding)
         except LookupError:

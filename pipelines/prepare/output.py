@@ -38,6 +38,11 @@ WRITTEN_BY_PREPARE = re.compile(
 """Names any version of `prepare` writes: what a folder without a manifest may hold."""
 
 
+def written(path: str) -> bool:
+    """Whether ``path`` (relative to the output folder) has a name `prepare` writes."""
+    return WRITTEN_BY_PREPARE.fullmatch(path) is not None
+
+
 def check_output(config: PrepareConfig, dataset_id: str, settings: dict) -> dict | None:
     """Return the existing meta when the folder already holds this dataset and its shards
     match the manifest (checksums included); refuse a different, damaged or incomplete
@@ -56,10 +61,9 @@ def check_output(config: PrepareConfig, dataset_id: str, settings: dict) -> dict
         return None
     meta = _meta_or_none(config.output_path) if META_FILE in files else None
     listed = manifest_paths(meta) if meta is not None else None
-    if listed is not None:
-        refuse_foreign(local, files, listed.__contains__)
-    else:
-        refuse_foreign(local, files, lambda f: WRITTEN_BY_PREPARE.fullmatch(f) is not None)
+    # Shard names only prepare writes count as its own even when the manifest does not list
+    # them (an extra shard), so --overwrite can replace a damaged dataset.
+    refuse_foreign(local, files, lambda f: (listed is not None and f in listed) or written(f))
     if config.overwrite:
         return None
     if meta is None:

@@ -54,6 +54,14 @@ def year_range_ns(years: tuple[int, int] = DEFAULT_YEARS) -> tuple[int, int]:
     return start, end
 
 
+def epoch_units_overlap(years: tuple[int, int]) -> bool:
+    """Whether a number can fit two epoch units inside ``years``: the magnitude tells
+    seconds from milliseconds only when the range lies well after 1970 (end < 1000 x
+    start). A range reaching back to 1970 makes every small number fit every unit."""
+    start, end = year_range_ns(years)
+    return start <= 0 or end >= 1000 * start
+
+
 def check_years(years: tuple[int, int]) -> None:
     """Raise ValueError unless ``years`` is an ordered pair inside `YEAR_LIMITS`."""
     low, high = YEAR_LIMITS
@@ -103,10 +111,11 @@ def parse_ids(column, id_type: IdType) -> tuple[pa.Array, np.ndarray]:
 def timestamp_votes(column, years: tuple[int, int] = DEFAULT_YEARS) -> Counter:
     """How many values of ``column`` fit each concrete format inside ``years``.
 
-    Epoch units are told apart by magnitude: inside 1678-2261 the ranges of seconds
-    (~1e9), milliseconds (~1e12), microseconds (~1e15) and nanoseconds (~1e18) never
-    overlap, so a number votes for at most one unit. Typed timestamp columns carry their
-    unit and do not vote.
+    Epoch units are told apart by magnitude: inside a range that starts well after 1970
+    (see `epoch_units_overlap`, which the config checks) the ranges of seconds (~1e9),
+    milliseconds (~1e12), microseconds (~1e15) and nanoseconds (~1e18) never overlap, so a
+    number votes for at most one unit. Typed timestamp columns carry their unit and do not
+    vote.
     """
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()

@@ -50,6 +50,7 @@ from pipelines.prepare.output import (
     write_items,
     write_sessions,
     write_splits,
+    written,
 )
 from pipelines.prepare.reading import SourceFile
 from pipelines.prepare.shuffle import hash_shuffle
@@ -81,7 +82,7 @@ def prepare(config: PrepareConfig) -> PrepareResult:
         return PrepareResult(config.output_path, existing, reused=True)
     # Built in a staging sibling, swapped in when complete: a failure or ctrl-C leaves
     # the old folder as it was. Created now, so a bad output location fails before Ray.
-    with staged_output(config.output_path) as staging:
+    with staged_output(config.output_path, ours=written) as staging:
         built = replace(config, output_path=staging)
         meta = _build(built, adapter, sources, settings, dataset_id, source_info, timings, clock)
         meta[SHARDS] = build_manifest(staging)

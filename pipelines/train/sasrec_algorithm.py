@@ -224,7 +224,8 @@ class SkipFirstBatches:
 
     RLlib's Learner only calls ``iter_torch_batches`` on the iterator it is given, and once:
     it keeps the batched iterable and iterates it again at each end of the stream, so only
-    the first pass drops batches.
+    the first pass drops batches. ``count`` never reaches the end of that first pass: the
+    stream holds every batch of the run and one pass more (`algorithm_config`).
     """
 
     def __init__(self, iterator: Any, count: int) -> None:

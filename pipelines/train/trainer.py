@@ -181,6 +181,8 @@ def train(
     run_id = (progress or {}).get("run_id") or run_id
     if run_id and config.tracking:
         result.run_id = tracker.resume(run_id)
+    elif run_id:  # resumed with --no-mlflow: keep the run id for a later resume that tracks
+        result.run_id = run_id
     else:
         result.run_id = (
             tracker.start(run_name or f"{config.variant}-{stamp}", params=params, tags=tags,
