@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 
+from pipelines.atomic_output import atomic_write
 from pipelines.errors import JobFailedError, UserError
 from pipelines.evaluation import (
     EvalConfig,
@@ -188,8 +189,8 @@ def train(
             tracker.start(run_name or f"{config.variant}-{stamp}", params=params, tags=tags,
                           parent_run_id=parent_run_id) or None
         )  # fmt: skip
-    _write_atomic(run_dir / CONFIG_FILE, json.dumps(
-        {"config": dataclasses.asdict(config), "run_id": result.run_id}, indent=2))  # fmt: skip
+    saved = {"config": dataclasses.asdict(config), "run_id": result.run_id}
+    atomic_write(run_dir / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(saved, indent=2)))
     with tracker:
         if progress is None and run_id is None:
             tracker.log_artifact(str(Path(config.data) / "meta.json"))
@@ -367,12 +368,6 @@ def read_run_config(run_dir: str | Path) -> tuple[TrainConfig, str | None]:
         raise UserError(f"--resume {run_dir}: {path} is unreadable ({error})") from None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    staging = path.with_name(path.name + ".tmp")
-    staging.write_text(text)
-    staging.replace(path)
-
-
 def _save(algo, checkpoint: Path, result: TrainResult, history: dict) -> None:
     import pickle
 
@@ -428,10 +423,8 @@ def _restore(algo, folder: Path, progress: dict, result: TrainResult, history: d
 def _plot(history, run_dir: Path, config: TrainConfig) -> Path | None:
     if not any(history.values()):
         return None
-    path = run_dir / "stability.png"
-    staging = run_dir / "stability.tmp.png"  # matplotlib picks the format by the suffix
-    plot_stability(dict(history), staging, title=f"{config.variant} on {Path(config.data).name}")
-    staging.replace(path)
+    path = run_dir / "stability.png"  # written atomically by `plot_stability`
+    plot_stability(dict(history), path, title=f"{config.variant} on {Path(config.data).name}")
     return path
 
 
