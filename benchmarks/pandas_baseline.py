@@ -32,6 +32,8 @@ def build_transitions(
     r_buy: float = 1.0,
     seed: int = 0,
 ) -> dict[str, pd.DataFrame]:
+    # prepare's cleaning: exact repeats of an event are dropped (`duplicate_event`)
+    events = events.drop_duplicates(["session_id", "item_id", "timestamp", "is_buy"])
     events = events.sort_values(["session_id", "timestamp", "is_buy", "item_id"])
     clicks = (~events["is_buy"]).groupby(events["session_id"]).transform("sum")
     events = events[clicks > min_session_clicks]
