@@ -283,7 +283,9 @@ def test_a_resumed_job_ends_a_torn_line_and_its_uploads_skip_it(tmp_path, store)
     writer.append([{"kind": "metric", "run": placeholder, "key": "loss/ce",
                     "value": _loss(1), "step": 1, "timestamp": 5}])  # fmt: skip
     writer.close()
-    assert [r["step"] for _, r in read_records(spool, 0, []) if r["kind"] == "metric"] == [0, 1]
+    records = [r for _, r in read_records(spool, 0, [])]
+    assert [r["step"] for r in records if r["kind"] == "metric"] == [0, 1]
+    assert [r["kind"] for r in records].count("spool") == 2  # the new writer's header kept
     report = sync_spool(spool, client)  # during a job: not final
     assert [t.line for t in report.torn] == [torn_line]
     run_id = SyncState.load(spool).runs[placeholder]
