@@ -84,7 +84,8 @@ class SASRecObjectiveConfig:
 CO_WEIGHT = 0.1
 """λ_co of the contrastive presets (``sasrec_co``, ``sasrec_ccql``). The paper's eq. (4) adds
 L_CO with weight 1; 0.1 is kept only until the comparison of 1.0 against 0.1 (2 seeds, 6,000
-updates, ``benchmarks/co_weight_study.sh``) is in: MEASUREMENT PENDING. Ship the
+updates: ``tune_configs/co_weight.yaml`` against ``tune_configs/ccql_budget.yaml``, run by
+``benchmarks/ccql_study.sh``) is in: MEASUREMENT PENDING. Ship the
 paper's 1.0 unless that measurement says otherwise, and write its result here."""
 
 VARIANTS: dict[str, dict[str, Any]] = {
