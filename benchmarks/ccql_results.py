@@ -7,7 +7,14 @@ validation curve) and, for the test split, the trial's MLflow run (its id is in 
 rows are logged there at the end of training). Prints Markdown tables for `docs/results.md`
 and writes the figure. Unfinished sweeps are reported as far as they got, marked so.
 
-    python benchmarks/ccql_results.py                       # runs/sweeps, mlruns.db
+The study is longer than one sitting of a two-core machine, and run folders do not outlive
+it, so each finished trial is also exported (``--export``) as one small JSON file under
+``docs/results/ccql/<study>/``: its validation curve, test metrics and popularity baseline.
+Those files are committed; the tables and figure are built from them plus whatever is still
+in the sweeps folder, and the study script skips a trial whose file exists.
+
+    python benchmarks/ccql_results.py                       # tables: exports + runs/sweeps
+    python benchmarks/ccql_results.py --export              # save finished trials
     python benchmarks/ccql_results.py --figure docs/img/ccql_budget.png
 """
 
@@ -18,7 +25,7 @@ import json
 import math
 import sys
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+RESULTS = REPO / "docs" / "results" / "ccql"
 VARIANTS = ("sasrec", "sasrec_ac", "snqn", "sa2c", "sasrec_co", "sasrec_ccql")
 KS = (5, 10, 20)
 CURVE_METRIC = "eval/ndcg_20_purchase"
@@ -48,6 +56,33 @@ class Trial:
     @property
     def finished(self) -> bool:
         return bool(self.steps) and self.steps[-1] >= self.total_steps and bool(self.test)
+
+    @property
+    def study(self) -> str:
+        """The comparison a trial belongs to: its sweep name up to the first dot
+        (``ccql_budget.sasrec.s1`` is one trial of ``ccql_budget``)."""
+        return self.sweep.split(".")[0]
+
+    @property
+    def slug(self) -> str:
+        extra = "".join(f"-{k}={v}" for k, v in sorted(self.setting.items()))
+        return f"{self.variant}-s{self.seed}{extra}"
+
+
+def export(trial: Trial, root: Path) -> Path:
+    """Write one finished trial as ``root/<study>/<slug>.json`` (atomically)."""
+    from pipelines.atomic_output import atomic_write
+
+    path = root / trial.study / f"{trial.slug}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(asdict(trial), indent=1, sort_keys=True) + "\n"
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def read_exports(root: Path) -> list[Trial]:
+    if not root.is_dir():
+        return []
+    return [Trial(**json.loads(f.read_text())) for f in sorted(root.glob("*/*.json"))]
 
 
 def read_trials(sweep_dir: Path, tracking_uri: str | None) -> list[Trial]:
@@ -189,15 +224,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow store of the trials (default: recrl's)")  # fmt: skip
     parser.add_argument("--figure", default=None, help="write the six-curve figure here")
+    parser.add_argument("--results", default=str(RESULTS),
+                        help="folder of exported trials (default: docs/results/ccql)")  # fmt: skip
+    parser.add_argument("--export", action="store_true",
+                        help="save the finished trials of the sweeps folder first")  # fmt: skip
     args = parser.parse_args(argv)
 
     from pipelines.tracking_names import absolute_tracking_uri
 
     uri = absolute_tracking_uri(args.tracking_uri)
-    storage = Path(args.storage)
-    sweeps = {d.name: read_trials(d, uri) for d in sorted(storage.iterdir())
-              if (d / "sweep.json").exists()}  # fmt: skip
-    comparison = sweeps.get("ccql_budget", []) + sweeps.get("ccql_budget_seed1", [])
+    storage, results = Path(args.storage), Path(args.results)
+    live = [t for d in sorted(storage.iterdir()) if (d / "sweep.json").exists()
+            for t in read_trials(d, uri)] if storage.is_dir() else []  # fmt: skip
+    if args.export:
+        for trial in live:
+            if trial.finished:
+                print(f"exported {export(trial, results)}")
+    saved = read_exports(results)
+    known = {(t.study, t.slug) for t in saved}
+    trials = saved + [t for t in live if (t.study, t.slug) not in known]
+    sweeps: dict[str, list[Trial]] = defaultdict(list)
+    for trial in trials:
+        sweeps[trial.study].append(trial)
+    comparison = sweeps.get("ccql_budget", [])
     sections = [
         ("Six variants, RC15 sample (purchase)", comparison, "purchase", CURVE_METRIC),
         ("Six variants, RC15 sample (click)", comparison, "click", "eval/ndcg_20_click"),

@@ -1,29 +1,34 @@
 #!/usr/bin/env bash
-# Every long run behind the CCQL comparison in docs/results.md, one sweep after the other
-# (one heavy job at a time: on two cores parallel sweeps only slow each other down):
+# Every long run behind the CCQL comparison in docs/results.md, one trial after the other
+# (one heavy job at a time: on two cores parallel runs only slow each other down), the most
+# telling first:
 #
-#   1. ccql_budget         six variants, seed 0, 6,000 updates     tune_configs/ccql_budget.yaml
-#   2. ccql_budget_seed1   sasrec, sasrec_co, sasrec_ccql, seed 1
-#   3. co_weight           sasrec_co, sasrec_ccql at λ_co = 1.0, seeds 0 and 1
-#   4. click_only          sasrec, sasrec_ccql on the RC15 sample without its purchases
-#   5. negatives_budget    n_neg ∈ {1, 10, 50} × snqn, sa2c, sasrec_ccql, seed 0
+#   ccql_budget        six variants, seeds 0 (all) and 1 (sasrec, sasrec_co, sasrec_ccql),
+#                      6,000 updates                               tune_configs/ccql_budget.yaml
+#   click_only         sasrec, sasrec_ccql on the RC15 sample without its purchases
+#   co_weight          sasrec_co, sasrec_ccql at λ_co = 1.0, seeds 0 and 1
+#   negatives_budget   n_neg ∈ {1, 10, 50} × snqn, sa2c, sasrec_ccql, seed 0
 #
 #   nohup benchmarks/ccql_study.sh > runs/ccql_study.log 2>&1 &
 #
-# Run it again after an interruption: a finished sweep (its DONE file) is skipped and an
-# interrupted one continues with `recrl tune --resume` (finished trials are kept, running
-# ones restart from their last checkpoint). Each sweep is a parent run in MLflow with a child
-# run per trial. Environment: RECRL (the recrl command), RC15 (the raw sample), DATA and
-# CLICKS (the prepared datasets, built here when missing), STORAGE (the sweeps folder),
-# STEPS (total updates; 6000). Extra arguments go to every `recrl tune`.
-# Summarise afterwards: python benchmarks/ccql_results.py
+# Each trial is its own sweep (``<study>.<variant>.s<seed>`` under runs/sweeps, a parent run
+# in MLflow with its child), and each finished one is exported at once by
+# `benchmarks/ccql_results.py --export` to docs/results/ccql/<study>/: the whole study takes
+# longer than a sitting, run folders do not outlive one, and the committed exports do. Run
+# the script again after a stop: exported trials are skipped, an interrupted sweep continues
+# with `recrl tune --resume`. Environment: RECRL (the recrl command), PYTHON, RC15 (the raw
+# sample), DATA and CLICKS (the prepared datasets, built here when missing), STORAGE (the
+# sweeps folder), STEPS (total updates; 6000). Extra arguments go to every `recrl tune`.
+# Summarise: python benchmarks/ccql_results.py --figure docs/img/ccql_budget.png
 set -euo pipefail
 RECRL=${RECRL:-recrl}
+PYTHON=${PYTHON:-python}
 RC15=${RC15:-../shared/data/yoochoose-rc15-sample}
 DATA=${DATA:-data/rc15}
 CLICKS=${CLICKS:-data/rc15_clicks}
 STORAGE=${STORAGE:-runs/sweeps}
 STEPS=${STEPS:-6000}
+RESULTS=docs/results/ccql
 
 if [[ ! -f "$DATA/meta.json" ]]; then
   "$RECRL" prepare --source yoochoose --input "$RC15" --output "$DATA"
@@ -32,11 +37,13 @@ if [[ ! -f "$CLICKS/meta.json" ]]; then  # the clicks file alone: a click-only l
   "$RECRL" prepare --source yoochoose --input "$RC15/sample_clicks.csv" --output "$CLICKS"
 fi
 
-sweep() {  # sweep NAME STUDY [--set ...]
-  local name=$1 study=$2
-  shift 2
-  if [[ -f "$STORAGE/$name/DONE" ]]; then
-    echo "=== $name: done, skipped"
+trial() {  # [TRIALS=n] trial STUDY VARIANT SEED CONFIG DATASET [--set ...]
+  local study=$1 variant=$2 seed=$3 config=$4 data=$5 want=${TRIALS:-1}
+  shift 5
+  local name="$study.$variant.s$seed" have
+  have=$(compgen -G "$RESULTS/$study/$variant-s$seed[-.]*" | wc -l || true)
+  if (( have >= want )); then
+    echo "=== $name: exported, skipped"
     return
   fi
   local mode=()
@@ -44,18 +51,33 @@ sweep() {  # sweep NAME STUDY [--set ...]
     mode=(--resume)
   fi
   echo "=== $name ${mode[*]} ($(date -u +%H:%M:%S))"
-  "$RECRL" tune "$study" --storage "$STORAGE" --set "name=$name" --set "total_steps=$STEPS" \
-    "$@" "${mode[@]}" "${EXTRA[@]}"
-  touch "$STORAGE/$name/DONE"
+  "$RECRL" tune "$config" --storage "$STORAGE" --set "name=$name" --set "total_steps=$STEPS" \
+    --set "data=$data" --set "variants=$variant" --set "seeds=$seed" "$@" "${mode[@]}" \
+    "${EXTRA[@]}"
+  "$PYTHON" benchmarks/ccql_results.py --storage "$STORAGE" --export > /dev/null
 }
 
 EXTRA=("$@")
-sweep ccql_budget tune_configs/ccql_budget.yaml --set "data=$DATA"
-sweep ccql_budget_seed1 tune_configs/ccql_budget.yaml --set "data=$DATA" \
-  --set variants=sasrec,sasrec_co,sasrec_ccql --set seeds=1
-sweep co_weight tune_configs/co_weight.yaml --set "data=$DATA"
-sweep click_only tune_configs/ccql_budget.yaml --set "data=$CLICKS" \
-  --set variants=sasrec,sasrec_ccql --set metric=eval/ndcg_20_click
-sweep negatives_budget tune_configs/negatives.yaml --set "data=$DATA" --set seeds=0 \
-  --set 'search={n_neg: {grid: [1, 10, 50]}}'
-echo "=== all sweeps done ($(date -u +%H:%M:%S)); summary: python benchmarks/ccql_results.py"
+BUDGET=tune_configs/ccql_budget.yaml
+trial ccql_budget sasrec 0 $BUDGET "$DATA"
+trial ccql_budget sasrec_ccql 0 $BUDGET "$DATA"
+trial ccql_budget sasrec 1 $BUDGET "$DATA"
+trial ccql_budget sasrec_ccql 1 $BUDGET "$DATA"
+trial ccql_budget snqn 0 $BUDGET "$DATA"
+trial ccql_budget sa2c 0 $BUDGET "$DATA"
+trial ccql_budget sasrec_co 0 $BUDGET "$DATA"
+trial ccql_budget sasrec_co 1 $BUDGET "$DATA"
+trial ccql_budget sasrec_ac 0 $BUDGET "$DATA"
+for variant in sasrec sasrec_ccql; do
+  trial click_only $variant 0 $BUDGET "$CLICKS" --set metric=eval/ndcg_20_click
+done
+for seed in 0 1; do
+  for variant in sasrec_co sasrec_ccql; do
+    trial co_weight $variant $seed tune_configs/co_weight.yaml "$DATA"
+  done
+done
+for variant in snqn sa2c sasrec_ccql; do
+  TRIALS=3 trial negatives_budget $variant 0 tune_configs/negatives.yaml "$DATA" \
+    --set 'search={n_neg: {grid: [1, 10, 50]}}'
+done
+echo "=== all trials done ($(date -u +%H:%M:%S)); summary: $PYTHON benchmarks/ccql_results.py"
