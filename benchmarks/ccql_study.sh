@@ -18,7 +18,8 @@
 # the script again after a stop: exported trials are skipped, an interrupted sweep continues
 # with `recrl tune --resume`. Environment: RECRL (the recrl command), PYTHON, RC15 (the raw
 # sample), DATA and CLICKS (the prepared datasets, built here when missing), STORAGE (the
-# sweeps folder), STEPS (total updates; 6000). Extra arguments go to every `recrl tune`.
+# sweeps folder), RESULTS (the exports), STEPS (total updates; 6000). Extra arguments go to
+# every `recrl tune`.
 # Summarise: python benchmarks/ccql_results.py --figure docs/img/ccql_budget.png
 set -euo pipefail
 RECRL=${RECRL:-recrl}
@@ -28,7 +29,7 @@ DATA=${DATA:-data/rc15}
 CLICKS=${CLICKS:-data/rc15_clicks}
 STORAGE=${STORAGE:-runs/sweeps}
 STEPS=${STEPS:-6000}
-RESULTS=docs/results/ccql
+RESULTS=${RESULTS:-docs/results/ccql}
 
 if [[ ! -f "$DATA/meta.json" ]]; then
   "$RECRL" prepare --source yoochoose --input "$RC15" --output "$DATA"
@@ -54,7 +55,7 @@ trial() {  # [TRIALS=n] trial STUDY VARIANT SEED CONFIG DATASET [--set ...]
   "$RECRL" tune "$config" --storage "$STORAGE" --set "name=$name" --set "total_steps=$STEPS" \
     --set "data=$data" --set "variants=$variant" --set "seeds=$seed" "$@" "${mode[@]}" \
     "${EXTRA[@]}"
-  "$PYTHON" benchmarks/ccql_results.py --storage "$STORAGE" --export > /dev/null
+  "$PYTHON" benchmarks/ccql_results.py --storage "$STORAGE" --results "$RESULTS" --export > /dev/null
 }
 
 EXTRA=("$@")
