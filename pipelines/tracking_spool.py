@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.tracking_names import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
+
 logger = logging.getLogger(__name__)
 
 SPOOL_FILE = "mlflow_spool.jsonl"
@@ -46,7 +48,8 @@ SPOOL_RUN_TAG = "recrl.spool_run"
 """Tag of a run created by a sync: the placeholder id it replaces."""
 LOCAL_RUN_PREFIX = "local-"
 KINDS = ("spool", "run", "param", "tag", "metric", "artifact", "dict", "text", "status")
-_BATCH_LIMITS = {"metric": 1000, "param": 100, "tag": 100}  # MLflow's log_batch limits
+_BATCH_LIMITS = {"metric": MAX_METRICS_PER_BATCH, "param": MAX_PARAMS_TAGS_PER_BATCH,
+                 "tag": MAX_PARAMS_TAGS_PER_BATCH}  # fmt: skip
 
 
 class SpoolError(ValueError):
