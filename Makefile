@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.recrl-installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
+
+# The unit tier: no Ray runtime, no services; about a minute.
+test-fast: lint
+	$(BIN)/python -m pytest -m 'unit and not slow'
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/prepare_bench.py

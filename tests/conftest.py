@@ -48,6 +48,21 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+# --- test tiers ---------------------------------------------------------------------------
+# `pytest -m unit` (`make test-fast`) runs without Ray or services. A test is `service` when
+# it starts PostgreSQL, an MLflow server or Chromium (marked where it does), `ray` when it
+# starts a Ray runtime (it uses `ray_session`, or is marked because its commands start one
+# themselves), and `unit` otherwise; the marker is added here, so no test can be in no tier.
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "ray_session" in item.fixturenames and not item.get_closest_marker("ray"):
+            item.add_marker(pytest.mark.ray)
+        if not (item.get_closest_marker("ray") or item.get_closest_marker("service")):
+            item.add_marker(pytest.mark.unit)
+
+
 # --- never pass with zero tests ---------------------------------------------------------
 
 _passed = 0

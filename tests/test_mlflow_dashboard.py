@@ -26,7 +26,7 @@ from pipelines.train.config import TrainConfig
 from pipelines.train.trainer import train
 from tests.services import chromium_executable, free_port, mlflow_server, port_in_use
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.service]
 
 EXPERIMENT, SWEEP_EXPERIMENT = "dashboard-test", "dashboard-test-sweeps"
 TOTAL_STEPS, EVAL_INTERVAL = 100, 50

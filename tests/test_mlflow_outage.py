@@ -60,6 +60,7 @@ def _first_eval_logged(client, deadline: float, process) -> str:
 
 
 @pytest.mark.ray
+@pytest.mark.service
 def test_server_killed_mid_run_loses_no_step(ray_session, tmp_path):
     from mlflow import MlflowClient
 

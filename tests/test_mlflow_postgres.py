@@ -51,6 +51,7 @@ def test_hand_computed_steps_match_the_iteration_size():
 
 
 @pytest.mark.ray
+@pytest.mark.service
 def test_training_logs_full_histories_to_a_postgres_backed_server(prepared, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
     from sqlalchemy import create_engine, text
