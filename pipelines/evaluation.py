@@ -1,9 +1,12 @@
 """Offline full-ranking evaluation of a prepared split (Xin et al. 2020/2022; SPEC §2).
 
 Every transition of the split is one event: its state (the previous ``L`` items) is scored
-against the whole catalogue by a ``score_fn`` and the rank of the true item gives HR@k,
-NDCG@k (per click / purchase events) and reward@k, computed batch by batch with
-``models.evaluation.ranking`` (sums, merged, finalised once).
+against the whole catalogue by a ``score_fn`` and the rank of the true item (the pessimistic
+rank of ``models.evaluation.true_item_ranks``) gives HR@k, NDCG@k (per click / purchase
+events) and reward@k. Batch by batch, only exact counts are kept: how many events of each
+type have rank 1, 2, ..., max(k), and the reward of the hits at each k. The metrics are
+computed from those counts once, at the end, with the NDCG gains summed exactly, so they do
+not depend on the batch size, and an event's rank is all they depend on.
 
 A split is read from parquet once (``load_eval_split``) into compact torch tensors; hold on
 to the ``EvalData`` and call ``evaluate`` as often as needed (periodic validation does not
@@ -14,10 +17,12 @@ re-read parquet). ``EvalConfig.max_rows`` evaluates a fixed prefix of the split,
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -25,12 +30,7 @@ import torch
 from torch import Tensor
 
 from models import batch as B
-from models.evaluation.ranking import (
-    DEFAULT_KS,
-    finalize_ranking,
-    merge_sums,
-    ranking_sums,
-)
+from models.evaluation.ranking import DEFAULT_KS, EVENTS, true_item_ranks
 from pipelines.prepare.meta import read_meta
 from pipelines.prepare.reading import resolve_filesystem
 from pipelines.prepare.stages import list_to_matrix
@@ -146,8 +146,8 @@ def evaluate(
 ) -> dict[str, float]:
     """Full-ranking metrics of ``score_fn`` on ``data`` (SPEC §2).
 
-    Batches of ``config.batch_size`` events are moved to ``device`` (default: where ``data``
-    lives), scored, ranked and reduced to sums on that device; the only host
+    The evaluated rows are moved to ``device`` (default: where ``data`` lives) once, scored
+    in batches of ``config.batch_size`` and reduced to counts on that device; the only host
     synchronisation is at the end. Returns ``hr_{k}_{click|purchase}``,
     ``ndcg_{k}_{click|purchase}`` (NaN when the evaluated rows have no event of that type),
     ``reward_{k}`` (a total over the evaluated rows), ``eval_rows`` and ``eval_seconds``.
@@ -157,33 +157,85 @@ def evaluate(
     if rows == 0:
         raise ValueError(f"split {data.split!r} has no rows to evaluate")
     start = time.perf_counter()
-    totals: dict[str, Tensor] = {}
+    ks = config.ks
     with torch.inference_mode():
+        state = data.state[:rows].to(device, non_blocking=True)
+        state_len = data.state_len[:rows].to(device, non_blocking=True)
+        ranks = action = None
         for lo in range(0, rows, config.batch_size):
             hi = min(lo + config.batch_size, rows)
-            state = data.state[lo:hi].to(device, non_blocking=True)
-            state_len = data.state_len[lo:hi].to(device, non_blocking=True)
-            scores = score_fn(state, state_len)
+            scores = score_fn(state[lo:hi], state_len[lo:hi])
             if scores.shape != (hi - lo, data.n_items):
                 raise ValueError(
                     f"score_fn returned scores of shape {tuple(scores.shape)}; expected "
                     f"[{hi - lo}, {data.n_items}] (batch, n_items: every item, no pad column)"
                 )
-            sums = ranking_sums(
-                scores,
-                data.action[lo:hi].to(scores.device, non_blocking=True),
-                data.is_buy[lo:hi].to(scores.device, non_blocking=True),
-                data.reward[lo:hi].to(scores.device, non_blocking=True),
-                ks=config.ks,
-                seen=state if config.exclude_seen else None,
-            )
-            totals = merge_sums(totals, sums)
-    metrics = finalize_ranking(totals)  # float() of each total: the one synchronisation
+            if ranks is None:  # the score function decides the device
+                ranks = torch.empty(rows, dtype=torch.long, device=scores.device)
+                action = data.action[:rows].to(scores.device, non_blocking=True)
+            seen = state[lo:hi] if config.exclude_seen else None
+            # [B] ranks only: no per-batch reductions, and the metrics come from all of them
+            ranks[lo:hi] = true_item_ranks(scores, action[lo:hi], seen)
+        counts, rewards = rank_counts(
+            ranks,
+            data.is_buy[:rows].to(ranks.device, non_blocking=True),
+            data.reward[:rows].to(ranks.device, non_blocking=True),
+            ks,
+        )
+        metrics = ranking_metrics(counts.cpu(), rewards.cpu(), ks)  # the one synchronisation
     seconds = time.perf_counter() - start
     metrics["eval_rows"] = float(rows)
     metrics["eval_seconds"] = seconds
     logger.debug("evaluated %d events of %r in %.2f s", rows, data.split, seconds)
     return metrics
+
+
+def rank_counts(
+    ranks: Tensor, is_buy: Tensor, reward: Tensor, ks: Sequence[int]
+) -> tuple[Tensor, Tensor]:
+    """Exact sufficient statistics of HR/NDCG/reward@k for ``ks`` from the true items' ranks.
+
+    ``ranks`` [N] int (1-based; anything above ``max(ks)`` is a miss at every k),
+    ``is_buy`` [N] bool, ``reward`` [N] float. Returns ``counts`` [2, max(ks) + 2] int64,
+    ``counts[e, r]`` = events of type ``EVENTS[e]`` (click, purchase) with rank ``r`` for
+    ``1 ≤ r ≤ max(ks)``, ``counts[e, max(ks) + 1]`` those ranked lower (column 0 holds
+    nothing: ranks start at 1), and ``rewards`` [len(ks)] float64, the reward of the events
+    with rank ≤ k. Integer counts add up exactly in any order; so do float64 sums of a few
+    float32 rewards of similar size, such as r_click and r_buy.
+    """
+    top = max(ks) + 1
+    bins = is_buy.long() * (top + 1) + ranks.clamp(0, top)
+    counts = torch.bincount(bins, minlength=2 * (top + 1)).view(2, top + 1)
+    cutoffs = torch.tensor(ks, device=ranks.device)
+    hits = ranks.unsqueeze(1) <= cutoffs  # [N, len(ks)]
+    rewards = (reward.double().unsqueeze(1) * hits).sum(0)
+    return counts, rewards
+
+
+def ranking_metrics(counts: Tensor, rewards: Tensor, ks: Sequence[int]) -> dict[str, float]:
+    """``hr_{k}_{event}``, ``ndcg_{k}_{event}`` and ``reward_{k}`` from `rank_counts`.
+
+    HR@k = #(rank ≤ k) / #events and NDCG@k = Σ_{rank ≤ k} 1/log2(rank + 1) / #events of
+    each type, NaN without events of that type (Xin et al. 2020 §4.1: one relevant item, so
+    IDCG = 1); reward@k is a total, as in Xin et al. The NDCG sum is Σ_r counts[r]·gain(r)
+    computed exactly and rounded once, so it is the correctly rounded sum of the events'
+    float64 gains ``1 / log2(rank + 1)`` whatever the batching. No ``@`` in names (MLflow
+    rejects it).
+    """
+    top = max(ks)
+    ranks = torch.arange(1, top + 1, dtype=torch.float64)
+    gains = [Fraction(g) for g in (1.0 / torch.log2(ranks + 1.0)).tolist()]  # [top], exact
+    table = counts.tolist()
+    out: dict[str, float] = {}
+    for i, k in enumerate(ks):
+        for event, row in zip(EVENTS, table, strict=True):
+            total = sum(row)
+            hits = row[1 : k + 1]
+            ndcg = sum((n * g for n, g in zip(hits, gains, strict=False) if n), Fraction(0))
+            out[f"hr_{k}_{event}"] = sum(hits) / total if total else math.nan
+            out[f"ndcg_{k}_{event}"] = float(ndcg) / total if total else math.nan
+        out[f"reward_{k}"] = float(rewards[i])
+    return out
 
 
 def evaluate_with_popularity(

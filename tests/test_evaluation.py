@@ -14,10 +14,13 @@ import torch
 from models.evaluation import true_item_ranks
 from pipelines.evaluation import (
     EvalConfig,
+    EvalData,
     evaluate,
     evaluate_with_popularity,
     load_eval_split,
     popularity_score_fn,
+    rank_counts,
+    ranking_metrics,
 )
 from pipelines.prepare.stages import fixed_size_list
 
@@ -188,3 +191,100 @@ def test_wrong_score_shape_and_bad_config_are_refused(data):
         EvalConfig(batch_size=0)
     with pytest.raises(ValueError, match="max_rows"):
         EvalConfig(max_rows=0)
+
+
+# Ties: the true item's rank counts every item scoring at least as high, itself included.
+#   A (no history, item 1): 0.5 tied by items 2 and 4, 0.9 above -> rank 4
+#   B (history [1], item 3): alone on top -> rank 1
+#   C (no history, item 2): same row as A -> rank 4
+#   D (history [2], item 0): every item at 0.25 -> rank 5 (last, never first)
+TIED = torch.zeros(N_ITEMS + 1, N_ITEMS)
+TIED[PAD] = torch.tensor([0.9, 0.5, 0.5, 0.1, 0.5])
+TIED[1] = torch.tensor([0.2, 0.3, 0.2, 0.8, 0.3])
+TIED[2] = torch.full((N_ITEMS,), 0.25)
+
+
+def tied_scores(state: torch.Tensor, state_len: torch.Tensor) -> torch.Tensor:
+    return TIED[state[:, -1].long()]
+
+
+def test_ties_rank_the_true_item_after_every_equal_score(data):
+    m = evaluate(tied_scores, data, EvalConfig(ks=(1, 4, 5)))
+    # clicks A, C at rank 4; purchases B at rank 1, D at rank 5
+    assert m["hr_1_click"] == 0.0 and m["hr_4_click"] == 1.0
+    assert m["ndcg_4_click"] == 1 / math.log2(5)  # both clicks: (2 / log2 5) / 2
+    assert m["hr_1_purchase"] == 0.5 and m["ndcg_1_purchase"] == 0.5
+    assert m["hr_4_purchase"] == 0.5 and m["hr_5_purchase"] == 1.0
+    assert m["ndcg_5_purchase"] == (1.0 + 1 / math.log2(6)) / 2
+    assert m["reward_1"] == 1.0 and m["reward_4"] == 1.5 and m["reward_5"] == 2.5
+    for batch_size in (1, 2, 3):
+        batched = evaluate(tied_scores, data, EvalConfig(ks=(1, 4, 5), batch_size=batch_size))
+        assert {k: batched[k] for k in m if k != "eval_seconds"} == {
+            k: v for k, v in m.items() if k != "eval_seconds"
+        }
+
+
+def test_rank_counts_bin_ranks_by_event_type():
+    ranks = torch.tensor([1, 3, 3, 7, 2, 100, 1])
+    is_buy = torch.tensor([False, False, True, False, True, True, True])
+    reward = torch.tensor([0.25, 0.25, 1.0, 0.25, 1.0, 1.0, 1.0])
+    counts, rewards = rank_counts(ranks, is_buy, reward, ks=(1, 3))
+    # columns: rank 0 (never), 1, 2, 3, lower than 3
+    assert counts.tolist() == [[0, 1, 0, 1, 1], [0, 1, 1, 1, 1]]
+    assert rewards.dtype == torch.float64
+    assert rewards.tolist() == [1.25, 3.5]  # rank 1: 0.25 + 1; rank <= 3: 0.25 * 2 + 1 * 3
+
+
+def test_ranking_metrics_from_counts_match_a_hand_computation():
+    counts = torch.tensor([[0, 1, 0, 1, 1], [0, 1, 1, 1, 1]])
+    m = ranking_metrics(counts, torch.tensor([1.25, 3.5], dtype=torch.float64), ks=(1, 3))
+    assert m["hr_1_click"] == 1 / 3 and m["hr_3_click"] == 2 / 3
+    assert m["ndcg_3_click"] == pytest.approx((1.0 + 0.5) / 3)
+    assert m["hr_3_purchase"] == 0.75
+    assert m["ndcg_3_purchase"] == pytest.approx((1.0 + 1 / math.log2(3) + 0.5) / 4)
+    assert m["reward_1"] == 1.25 and m["reward_3"] == 3.5
+    empty = ranking_metrics(torch.tensor([[0, 2, 0], [0, 0, 0]]), torch.zeros(1), ks=(1,))
+    assert empty["hr_1_click"] == 1.0 and math.isnan(empty["ndcg_1_purchase"])
+
+
+def test_ndcg_is_the_correctly_rounded_sum_of_the_gains_whatever_the_batching():
+    # Random scores with many ties (values on a coarse grid): every batch size gives the
+    # same metrics to the last digit, equal to math.fsum of the per-event gains of ranks
+    # counted item by item.
+    g = torch.Generator().manual_seed(0)
+    n, n_items = 300, 40
+    scores = torch.randint(0, 12, (n, n_items), generator=g).float() / 4
+    data = EvalData(
+        state=torch.arange(n, dtype=torch.int32).unsqueeze(1),  # the row id, as a "state"
+        state_len=torch.ones(n, dtype=torch.int32),
+        action=torch.randint(0, n_items, (n,), generator=g, dtype=torch.int32),
+        is_buy=torch.rand(n, generator=g) < 0.3,
+        reward=torch.where(torch.rand(n, generator=g) < 0.5, 0.2, 1.0),
+        n_items=n_items,
+        pad_id=n_items,
+    )
+
+    def score_fn(state, state_len):
+        return scores[state[:, 0].long()]
+
+    # pessimistic rank, item by item: 1 + #(higher) + #(tied other items)
+    ranks = []
+    for row, a in zip(scores.tolist(), data.action.tolist(), strict=True):
+        higher = sum(v > row[a] for v in row)
+        tied_others = sum(v == row[a] for v in row) - 1
+        ranks.append(1 + higher + tied_others)
+    ranks = torch.tensor(ranks)
+    assert (ranks > 1 + (scores > scores.gather(1, data.action.long()[:, None])).sum(1)).any()
+    ks = (1, 5, 10)
+    runs = [evaluate(score_fn, data, EvalConfig(ks=ks, batch_size=b)) for b in (1, 7, 64, 300)]
+    for event, mask in (("click", ~data.is_buy), ("purchase", data.is_buy)):
+        for k in ks:
+            hit = (ranks <= k) & mask
+            gains = (1.0 / torch.log2(ranks[hit].double() + 1.0)).tolist()
+            expected = math.fsum(gains) / int(mask.sum())
+            assert all(run[f"ndcg_{k}_{event}"] == expected for run in runs), (event, k)
+            assert all(run[f"hr_{k}_{event}"] == int(hit.sum()) / int(mask.sum()) for run in runs)
+    for k in ks:
+        expected = math.fsum(data.reward.double()[ranks <= k].tolist())
+        assert all(run[f"reward_{k}"] == expected for run in runs)
+    assert 0.0 < runs[0]["hr_10_click"] < 1.0  # the test sees hits and misses
