@@ -1,4 +1,4 @@
-"""Benchmark: REN slate latency and the REN paper's Figure 1 on SYN-S/M/L (SPEC §6).
+"""Benchmark: REN slate latency and the REN paper's Figure 1 on SYN-S/M/L (design.md §6).
 
 (a) Slate latency. REN picks a slate of 100 from 8,000 items with 50-dim embeddings, keeping
     every item's exploration term current after each pick by the Sherman–Morrison downdate

@@ -1,5 +1,5 @@
 """Benchmark: cumulative CTR of the contextual-bandit policies on the MovieLens-100K
-user-choice simulator (two-stage paper Table 4 setting; SPEC §6).
+user-choice simulator (two-stage paper Table 4 setting; design.md §6).
 
 100 users, 2,000 rounds, 5 recommendations per round, several trials (seeds). The simulator
 is an IPS-weighted logistic matrix factorisation fitted on the logged ratings (rating ≥ 4 is a
@@ -14,7 +14,7 @@ items they clicked, as the paper's NRMS user encoder reads the clicked items;
 ``--encoder latent-factor`` is an online ridge matrix factorisation with a free vector per
 user (``models/bandits/latent_factor.py``). Cumulative CTR is the paper's
 Σ_t clicks_t / m (at most the number of rounds).
-Target (issue 5): cumulative CTR of S-N-GALM-UCB and S-N-GBLM-UCB above N-Greedy and
+Target: cumulative CTR of S-N-GALM-UCB and S-N-GBLM-UCB above N-Greedy and
 N-Dropout-UCB, above Random.
 
 The UCB width β scales with the norms of the representation, which is not the paper's NRMS

@@ -1,6 +1,6 @@
 """Seeded generator of logged e-commerce sessions from a known user model.
 
-The default dataset of recrl: sessions in the input schema of SPEC §1, drawn from a user model
+The default dataset of recrl: sessions in the input schema of design.md §1, drawn from a user model
 whose parameters are saved next to the data, so what a recommender learns can be checked.
 
 Model (internal item index ``i = 0..I-1``; ``normalize`` maps to the unit sphere of ``R^d``;
@@ -58,7 +58,7 @@ ARROW_SCHEMA = pa.schema(
     [(name, pa.int64()) for name in COLUMNS[:4]]
     + [("event", pa.string()), ("category", pa.int64()), ("price", pa.float64())]
 )
-"""Parquet schema of the sessions (SPEC §1; ``timestamp`` in ns since the epoch, UTC)."""
+"""Parquet schema of the sessions (design.md §1; ``timestamp`` in ns since the epoch, UTC)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -338,7 +338,7 @@ def _events_frame(
     first_session: int,
     threads: int,
 ) -> pd.DataFrame:
-    """Simulate the sessions of ``draws`` and lay them out as SPEC §1 rows."""
+    """Simulate the sessions of ``draws`` and lay them out as design.md §1 rows."""
     sampler = _ChoiceSampler(config, truth.item_embeddings, truth.popularity, threads)
     items, affinity = _simulate_clicks(
         config, sampler, truth.item_embeddings, truth.user_tastes, draws

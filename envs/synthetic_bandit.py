@@ -1,5 +1,5 @@
 """The synthetic environments SYN-S, SYN-M and SYN-L of the REN paper (Wang et al., AAAI 2022,
-§"Simulated experiments"; SPEC §6), as a gymnasium environment.
+§"Simulated experiments"; design.md §6), as a gymnasium environment.
 
 Recipe: latent vectors of width 8 that the recommender never sees. Each of the 15 users has
 3 entries equal to 1/√3 (chosen at random, seeded) and the rest 0, so ‖θ*‖ = 1; the 28 = C(8,2)

@@ -1,5 +1,5 @@
 """User-choice simulator fitted on logged interactions (two-stage paper §4, "Off-policy bandit
-simulator"; SPEC §6), for bandit runs on real catalogues.
+simulator"; design.md §6), for bandit runs on real catalogues.
 
 1. Logged impressions: MovieLens — every rated (user, item) pair counts as shown, and a
    rating ≥ ``positive_threshold`` (4) as a click; click logs without impressions (the

@@ -124,7 +124,7 @@ def _add_prepare(commands) -> None:
         "prepare",
         help="turn a session log into RL transitions (Ray Data)",
         description="Parse, clean, encode and split a session log, then write one "
-        "transition per event (SPEC §1, the RC15 recipe of Xin et al.).",
+        "transition per event (design.md §1, the RC15 recipe of Xin et al.).",
         epilog=_PREPARE_EPILOG + _drop_reasons_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

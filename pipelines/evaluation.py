@@ -1,4 +1,4 @@
-"""Offline full-ranking evaluation of a prepared split (Xin et al. 2020/2022; SPEC §2).
+"""Offline full-ranking evaluation of a prepared split (Xin et al. 2020/2022; design.md §2).
 
 Every transition of the split is one event: its state (the previous ``L`` items) is scored
 against the whole catalogue by a ``score_fn`` and the rank of the true item (the pessimistic
@@ -44,7 +44,7 @@ Called under ``torch.inference_mode()``; put the model in ``eval()`` mode before
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Offline evaluation protocol of SPEC §2 (Xin et al. 2020, "Self-supervised RL for
+    """Offline evaluation protocol of design.md §2 (Xin et al. 2020, "Self-supervised RL for
     recommender systems", §4.1): rank all items for each event, HR/NDCG@k per event type
     and reward@k = Σ over hits of the event's reward."""
 
@@ -144,7 +144,7 @@ def evaluate(
     *,
     device: str | torch.device | None = None,
 ) -> dict[str, float]:
-    """Full-ranking metrics of ``score_fn`` on ``data`` (SPEC §2).
+    """Full-ranking metrics of ``score_fn`` on ``data`` (design.md §2).
 
     The evaluated rows are moved to ``device`` (default: where ``data`` lives) once, scored
     in batches of ``config.batch_size`` and reduced to counts on that device; the only host

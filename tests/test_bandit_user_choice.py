@@ -1,4 +1,4 @@
-"""The user-choice simulator fitted on logs (SPEC §6) and its bandit environment."""
+"""The user-choice simulator fitted on logs (design.md §6) and its bandit environment."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GPU settings without a GPU (issue 8, part 7): device selection, the GPU request checks,
+"""GPU settings without a GPU: device selection, the GPU request checks,
 the CLI flags, a Tune trial's resource request, and the bf16 autocast path on CPU."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Ray job submission end to end: a local Ray head started by the test on 127.0.0.1, a real
 ``recrl`` job submitted through `pipelines.jobs.submit`, polled to SUCCEEDED, its logs
-retrieved, and the head stopped afterwards (issue 4, part 5).
+retrieved, and the head stopped afterwards.
 
 The head (`tests.ray_cluster`) runs as its own ``ray start --head --block`` process group with
 its own ports and temp dir, so it neither joins nor disturbs the session Ray runtime of other

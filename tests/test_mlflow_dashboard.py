@@ -1,4 +1,4 @@
-"""The MLflow dashboard of recrl runs, in a real browser (issue 8, item 6).
+"""The MLflow dashboard of recrl runs, in a real browser.
 
 A short real training job and a sweep (a parent run with two child runs, logged through
 `pipelines.tracking.Tracker` the way `recrl tune` logs them) are written to a sqlite store;

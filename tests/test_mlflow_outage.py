@@ -1,4 +1,4 @@
-"""A real `mlflow server` dies in the middle of a real `recrl train`; nothing is lost (issue 8.5).
+"""A real `mlflow server` dies in the middle of a real `recrl train`; nothing is lost.
 
 The server (sqlite backend) is stopped after the first validation; training goes on and
 spools; the server is restarted on the same port and store; `recrl mlflow-sync` uploads the

@@ -1,4 +1,4 @@
-"""`recrl train` against an MLflow tracking server on PostgreSQL (issue 8, item 4).
+"""`recrl train` against an MLflow tracking server on PostgreSQL.
 
 A throwaway PostgreSQL cluster and an `mlflow server` on it (artifacts proxied to a local
 folder) are started by the test; a short training job then runs with

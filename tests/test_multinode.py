@@ -1,4 +1,4 @@
-"""recrl on a real two-node Ray cluster (issue 8, part 3).
+"""recrl on a real two-node Ray cluster.
 
 The test starts a head and a second node as two ``ray start --block`` processes on 127.0.0.1
 (`tests.ray_cluster`), each offering one ``learner_slot`` and one ``trial_slot``, then runs

@@ -1,4 +1,4 @@
-"""Session split: deterministic from the seed, disjoint, complete, 80/10/10 (SPEC §1)."""
+"""Session split: deterministic from the seed, disjoint, complete, 80/10/10 (design.md §1)."""
 
 from __future__ import annotations
 

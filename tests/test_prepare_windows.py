@@ -1,4 +1,4 @@
-"""`build_windows`: the transitions of every event, against hand-built windows (SPEC §1)."""
+"""`build_windows`: the transitions of every event, against hand-built windows (design.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Full-ranking HR / NDCG / reward on a toy ranking with known ranks (SPEC §2)."""
+"""Full-ranking HR / NDCG / reward on a toy ranking with known ranks (design.md §2)."""
 
 import math
 

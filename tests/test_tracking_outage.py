@@ -1,4 +1,4 @@
-"""MLflow outages: bounded retries, the spool, recovery and `recrl mlflow-sync` (issue 8.5).
+"""MLflow outages: bounded retries, the spool, recovery and `recrl mlflow-sync`.
 
 The store is unreachable on a closed free port, or made to fail by replacing client methods
 on a sqlite store; the real server killed in the middle of a training run is in

@@ -46,7 +46,7 @@ class GLMUCBConfig:
     """Disjoint GLM-UCB: ``ρ(x_iᵀθ̂_u) + β·‖x_i‖_{M_u⁻¹}`` with θ̂_u refit every round."""
 
     beta: float = 0.1
-    """β, weight of the confidence width (SPEC §6: 0.1)."""
+    """β, weight of the confidence width (design.md §6: 0.1)."""
     l2: float = 1.0
     """Ridge weight of the logistic fit (1 matches the ``I`` in ``M_u = I + DᵀD``)."""
     newton_steps: int = 3

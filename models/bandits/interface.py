@@ -1,4 +1,4 @@
-"""The one interface every bandit policy of SPEC §6 implements.
+"""The one interface every bandit policy of design.md §6 implements.
 
 A round, batched over ``U`` users: the caller (a run loop, or an RLlib module) builds a
 ``BanditContext`` from its representation model — item embeddings, the users' embeddings,
@@ -87,7 +87,7 @@ def top_k_slate(scores: Tensor, k: int) -> Tensor:
 
 
 class BanditPolicy(ABC):
-    """Score candidates, pick a slate, learn from feedback (SPEC §6 common interface)."""
+    """Score candidates, pick a slate, learn from feedback (design.md §6 common interface)."""
 
     name: str = "policy"
     reads_representation: bool = True

@@ -1,4 +1,4 @@
-"""Policy names of SPEC §6 -> configured policy objects (one place that knows them all)."""
+"""Policy names of design.md §6 -> configured policy objects (one place that knows them all)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ Score (paper Eq. 5, ``models.bandits.scores.ren_scores``):
 history and n_k item k's impressions over all users. Ablations (paper Fig. 2): REN-1,2 keeps
 the relevance and diversity terms (λ_u = 0), REN-1,3 relevance and uncertainty (λ_d = 0).
 
-Slates (SPEC §6): after each pick ``d`` joins D, so ``A⁻¹`` takes a Sherman–Morrison step and
+Slates (design.md §6): after each pick ``d`` joins D, so ``A⁻¹`` takes a Sherman–Morrison step and
 every item's quadratic form falls by ``(μ_kᵀA⁻¹d)² / (1 + dᵀA⁻¹d)`` (computed with the old
 ``A⁻¹``): O(I·d + d²) per pick (``ren_slate``), against O(I·d²) when the forms are recomputed
 from the new inverse (``ren_slate_recompute``, kept as the reference and for the benchmark).
@@ -39,7 +39,7 @@ from models.bandits.sherman_morrison import (
 
 @dataclass(frozen=True)
 class RENConfig:
-    """REN exploration weights (paper Eq. 5; SPEC §6 and §7)."""
+    """REN exploration weights (paper Eq. 5; design.md §6 and §7)."""
 
     lambda_d: float = 0.3
     """λ_d, weight of the diversity term √(μᵀ(I + DᵀD)⁻¹μ). The paper picks it from
@@ -210,7 +210,7 @@ def ren_slate_lazy_heap(
     """Reference for ``ren_slate_lazy``: the same lazy greedy with its bounds in a heap.
 
     A pick only adds to A, so every item's form — and score — can only fall within a slate
-    (SPEC §6): a score computed earlier is an upper bound now, and so is the one built on
+    (design.md §6): a score computed earlier is an upper bound now, and so is the one built on
     ``‖μ‖² ≥ μᵀA⁻¹μ`` (``A ⪰ I``) before any form is computed. Lazy greedy (CELF): keep the
     bounds in a heap ordered by (score, id); pop the top; if its score was computed for the
     current ``A⁻¹`` it is the exact argmax (ties go to the lower id, as ``argmax`` does),
@@ -341,7 +341,7 @@ class RENPolicy(BanditPolicy):
 
     def scores_and_select(self, context: BanditContext, k: int) -> tuple[Tensor, Tensor]:
         """The scores before the first pick, and the slate of ``select`` (scores that fall
-        after every pick, SPEC §6)."""
+        after every pick, design.md §6)."""
         return self.scores(context), self.select(context, k)
 
     def update(self, feedback: Feedback) -> None:

@@ -1,4 +1,4 @@
-"""Acquisition scores of the bandit policies of SPEC §6, as pure functions on tensors.
+"""Acquisition scores of the bandit policies of design.md §6, as pure functions on tensors.
 
 Notation: ``U`` users scored at once, ``I`` candidate items, ``d`` (``d1``) the item
 embedding width, ``d2`` the user embedding width. Every function returns a [U, I] tensor;

@@ -1,4 +1,4 @@
-"""A two-tower representation for bandit runs built on the SASRec encoder (SPEC §6: "item/user
+"""A two-tower representation for bandit runs built on the SASRec encoder (design.md §6: "item/user
 embeddings come from a trained sequence model").
 
 User tower: ``SASRecEncoder`` over the user's last ``max_len`` chosen items, giving z_u = θ_t

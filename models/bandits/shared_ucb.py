@@ -62,7 +62,7 @@ class GALMConfig:
     """S-N-GALM-UCB: ``ρ(γxᵀθ_x + (1−γ)θ_zᵀz) + β(γ‖x‖_{A_i⁻¹} + (1−γ)‖z‖_{A_u⁻¹})``."""
 
     beta: float = 0.1
-    """β, weight of the confidence width (SPEC §6: 0.1)."""
+    """β, weight of the confidence width (design.md §6: 0.1)."""
     gamma: float = 0.5
     """γ, item share of the additive model (1 − γ goes to the user part)."""
     lr: float = 0.01
@@ -117,7 +117,7 @@ class GBLMConfig:
     """S-N-GBLM-UCB: ``ρ(xᵀΘz) + β‖vec(xzᵀ)‖_{W⁻¹}``, ``W = I + Σ vec(xzᵀ)vec(xzᵀ)ᵀ``."""
 
     beta: float = 0.1
-    """β, weight of the confidence width (SPEC §6: 0.1)."""
+    """β, weight of the confidence width (design.md §6: 0.1)."""
     lr: float = 0.001
     """Adam learning rate of the bilinear refit (two-stage paper §4: 0.001)."""
     steps_per_round: int = 5

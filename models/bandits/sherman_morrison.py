@@ -1,6 +1,6 @@
 """Rank-one inverse updates (Sherman–Morrison) and the quadratic forms they keep current.
 
-Every UCB-style policy of SPEC §6 needs ``A⁻¹`` for a design matrix ``A = I + Σ x xᵀ`` that
+Every UCB-style policy of design.md §6 needs ``A⁻¹`` for a design matrix ``A = I + Σ x xᵀ`` that
 grows by one outer product per observation. Re-inverting costs O(d³) per observation; the
 Sherman–Morrison identity
 

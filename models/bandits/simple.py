@@ -67,7 +67,7 @@ class DropoutUCBConfig:
     """N-Dropout-UCB: mean + β·std of Monte-Carlo dropout predictions (two-stage paper)."""
 
     beta: float = 0.1
-    """β, weight of the uncertainty (SPEC §6: 0.1)."""
+    """β, weight of the uncertainty (design.md §6: 0.1)."""
     passes: int = 5
     """Forward passes with dropout on; the caller computes them (``mc_predictions``)."""
     dropout: float = 0.2

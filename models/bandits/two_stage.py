@@ -1,9 +1,9 @@
-"""Two-stage topic → item exploration (two-stage paper §3.1–3.2, Algorithms 1 and 2; SPEC §6).
+"""Two-stage topic → item exploration (two-stage paper §3.1–3.2, Algorithms 1 and 2; design.md §6).
 
 Stage one scores topics with a bandit policy over topics (``α₁``), sorts them and builds ``m``
 topic groups with DynaTopicRec: group ``j`` starts as the ``j``-th best topic, and, in turns,
 every group holding fewer than ``p`` items takes the best topic left, until all groups hold
-``≥ p`` items or no topic is left (SPEC §6: "grow each of the m top topic groups with the next
+``≥ p`` items or no topic is left (design.md §6: "grow each of the m top topic groups with the next
 best topics until it holds ≥ p items"; the paper's Alg. 2 writes the test as ``c_i ≤ p``).
 Stage two fills slot ``j`` with the item of highest item score (``α₂``) in group ``j``.
 Groups are disjoint, so the ``m`` items are distinct.

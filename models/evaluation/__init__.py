@@ -1,4 +1,4 @@
-"""Offline evaluation of next-item recommenders (SPEC §2)."""
+"""Offline evaluation of next-item recommenders (design.md §2)."""
 
 from models.evaluation.ranking import (
     DEFAULT_KS,

@@ -1,4 +1,4 @@
-"""Full-ranking next-item metrics of the offline protocol (Xin et al. 2020/2022; SPEC §2).
+"""Full-ranking next-item metrics of the offline protocol (Xin et al. 2020/2022; design.md §2).
 
 Every event is scored against the whole catalogue. Per batch we return sums and counts, so that
 batches (and Ray workers) can be added up; ``finalize_ranking`` turns the totals into

@@ -113,7 +113,7 @@ def next_state_value(
     mask: Tensor,
 ) -> Tensor:
     """Q_k(s', a*'_{1:k}) of eq. 11: a*' is the greedy cascade of ``selector`` (the online
-    network: double Q, SPEC §4; pass the target network for the paper's plain target) and
+    network: double Q, design.md §4; pass the target network for the paper's plain target) and
     the value is ``evaluator``'s (target network) Q_k of that slate. → [B], no gradient."""
     with torch.no_grad():
         slots, _ = selector.greedy_slate(state, candidate_features, mask)

@@ -1,4 +1,4 @@
-"""Settings of the GAN user model (Chen et al. 2019, §4; SPEC §5), defaults from the SPEC."""
+"""Settings of the GAN user model (Chen et al. 2019, §4; docs/design.md §5) and their defaults."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class UserModelConfig:
     regularizer: Literal["shannon", "l2"] = "shannon"
     """``shannon``: maximum likelihood only; ``l2``: then the adversarial eq.-6 updates."""
     lr: float = 5e-3
-    """Adam learning rate (SPEC §8: 0.005-0.01)."""
+    """Adam learning rate (design.md §8: 0.005-0.01)."""
     weight_decay: float = 1e-5
     """Adam weight decay."""
     batch_size: int = 256

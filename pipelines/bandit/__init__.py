@@ -1,1 +1,1 @@
-"""Online bandit runs (SPEC §6): a policy of ``models.bandits`` against a simulator of ``envs``."""
+"""Online bandit runs (design §6): a ``models.bandits`` policy against an ``envs`` simulator."""

@@ -1,4 +1,4 @@
-"""``recrl bandit``: one online run of an exploration policy against a simulator (SPEC §6)."""
+"""``recrl bandit``: one online run of an exploration policy against a simulator (design.md §6)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ policies (models/bandits; --set KEY=VALUE sets a field of the policy's config):
 
 environments:
   syn-s, syn-m, syn-l  28 / 280 / 1,400 items, 15 users, 8-dim hidden latents; the user takes
-                       the best slate item and earns θ*ᵀx* (REN paper, SPEC §6)
+                       the best slate item and earns θ*ᵀx* (REN paper, design.md §6)
   ml-100k              user-choice simulator fitted on MovieLens-100K (--data): IPS-weighted
                        logistic MF, click = p̂ ≥ F1-best threshold (validation pairs from the
                        whole user × item matrix), flipped with prob. 0.1; reward = clicks

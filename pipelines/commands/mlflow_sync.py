@@ -1,5 +1,5 @@
 """``recrl mlflow-sync``: upload what a training run wrote to its MLflow spool during a
-tracking outage (issue 8, item 5). The work is in `pipelines.tracking_spool`."""
+tracking outage. The work is in `pipelines.tracking_spool`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""``recrl submit``: run a recrl command on a Ray cluster as a Ray job and stream its logs
-(issue 4, part 5). The work is in `pipelines.jobs`."""
+"""``recrl submit``: run a recrl command on a Ray cluster as a Ray job and stream its logs.
+The work is in `pipelines.jobs`."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from pipelines.summaries import format_train_result
 DEFAULT_VARIANT = "sasrec_ccql"
 
 _EPILOG = """\
-variants (SPEC §4; one code path, a preset of loss weights each):
+variants (design.md §4; one code path, a preset of loss weights each):
   sasrec       cross-entropy only           sasrec_ac    + double-Q TD, SAC phase 2
   snqn         + sampled negative actions   sa2c         + advantage-weighted CE
   sasrec_co    AC + contrastive views       sasrec_ccql  CE+TD+negatives+CQL+contrastive

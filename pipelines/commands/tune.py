@@ -1,5 +1,5 @@
 """``recrl tune`` and ``recrl report``: Ray Tune sweeps of SASRec variants (or bandit
-runs) and their stability report (SPEC §7)."""
+runs) and their stability report (design.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``recrl usermodel build|fit|evaluate``: display sets and the GAN user model (SPEC §5)."""
+"""``recrl usermodel build|fit|evaluate``: display sets and the GAN user model (design.md §5)."""
 
 from __future__ import annotations
 

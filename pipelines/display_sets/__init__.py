@@ -1,1 +1,1 @@
-"""Display-set records (SPEC §5): per page view the click history, shown set and click."""
+"""Display-set records (design.md §5): per page view the click history, shown set and click."""

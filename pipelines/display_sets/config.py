@@ -1,4 +1,4 @@
-"""Settings of the display-set builder (SPEC §5, Chen et al. 2019 §6 "Dataset")."""
+"""Settings of the display-set builder (design.md §5, Chen et al. 2019 §6 "Dataset")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`recrl prepare`: logged sessions → RL transitions (SPEC §1)."""
+"""`recrl prepare`: logged sessions → RL transitions (design.md §1)."""
 
 from pipelines.prepare.config import PrepareConfig
 from pipelines.prepare.errors import DataError

@@ -1,4 +1,4 @@
-"""Source adapters: each maps one public log format onto the SPEC §1 input schema.
+"""Source adapters: each maps one public log format onto the design.md §1 input schema.
 
 An adapter finds its files (`find`) and turns a table of raw string columns into the
 columns ``session_id, timestamp, item_id, event`` (`to_events`), where ``event`` is
@@ -217,7 +217,7 @@ def open_bandit_events(table: pa.Table, role: str, config: PrepareConfig) -> pa.
     hashed user features serves as a pseudo-session. A clicked impression is a ``click``;
     an impression without a click is ``excluded`` (counted), since a session's transitions
     are the items a user chose. The logged-bandit view (propensities, positions) for
-    off-policy evaluation is read separately (SPEC §6)."""
+    off-policy evaluation is read separately (design.md §6)."""
     session = pc.binary_join_element_wise(*[table[c] for c in OPEN_BANDIT_USER_FEATURES], "|")
     event = _map_values(table["click"], {"1": schema.CLICK, "0": schema.EXCLUDED})
     return _events(table, session, table["timestamp"], table["item_id"], event)

@@ -1,4 +1,4 @@
-"""Settings of `recrl prepare` (SPEC §1), one typed dataclass with the SPEC's defaults."""
+"""Settings of `recrl prepare` (docs/design.md §1): one typed dataclass and its defaults."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ TIMESTAMP_CHOICES: tuple[str, ...] = ("auto", "iso", "s", "ms", "us", "ns")
 
 @dataclass(frozen=True)
 class PrepareConfig:
-    """Turn a session log into RL transitions (Xin et al. 2020, RC15 recipe; SPEC §1).
+    """Turn a session log into RL transitions (Xin et al. 2020, RC15 recipe; design.md §1).
 
     Rows are parsed and validated, sessions with too few clicks removed, items
     label-encoded to ``0..n_items-1`` (``pad_id = n_items``), sessions split 80/10/10 and

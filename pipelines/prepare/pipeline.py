@@ -1,6 +1,6 @@
 """`recrl prepare` on Ray Data: raw session logs → transitions parquet + meta.json.
 
-Stages (SPEC §1), each over blocks, never a Python loop per row or per session:
+Stages (design.md §1), each over blocks, never a Python loop per row or per session:
 
 1. read every file with line numbers and parse it (`map_batches`), then count rows per
    drop reason and the valid items;

@@ -1,6 +1,6 @@
 """The canonical event table every source adapter is mapped to, and the drop reasons.
 
-After parsing, a block of events has these columns (SPEC §1 input schema, typed):
+After parsing, a block of events has these columns (design.md §1 input schema, typed):
 ``session_id`` (int64 or string), ``timestamp`` (int64 ns, UTC), ``item_id`` (int64 or
 string), ``is_buy`` (bool), plus bookkeeping: ``_drop`` (uint8 reason code, 0 = kept),
 ``_file`` (int32 index into the list of source files), ``_line`` (int64, 1-based line in

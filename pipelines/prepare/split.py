@@ -1,4 +1,4 @@
-"""Assigning sessions to train/val/test (SPEC §1, "Split")."""
+"""Assigning sessions to train/val/test (design.md §1, "Split")."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Input rows are events sorted by (session, time); output row ``i`` is the transition of
 event ``i``. The loop runs over the ``L`` window offsets, never over sessions or events, so
-a block of a million events costs a few array passes (SPEC §1, "Transitions").
+a block of a million events costs a few array passes (design.md §1, "Transitions").
 """
 
 from __future__ import annotations

@@ -22,12 +22,12 @@ from pipelines.slate.slate_q_algorithm import SlateQAlgorithmConfig
 
 @dataclass(frozen=True)
 class CDQNConfig:
-    """Slate Q-learning settings (defaults: SPEC §4/§8 where they apply)."""
+    """Slate Q-learning settings (defaults: design.md §4/§8 where they apply)."""
 
     hidden: int = 64
     """ℓ: hidden units of each Q_j (eq. 9)."""
     gamma: float = 0.5
-    """Discount γ (SPEC §4 default)."""
+    """Discount γ (design.md §4 default)."""
     lr: float = 1e-3
     """Adam learning rate."""
     batch_size: int = 64
