@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import random
 import unicodedata
 from collections import Counter
@@ -31,8 +32,9 @@ from pipelines.prepare.config import PrepareConfig
 from pipelines.prepare.errors import DataError
 from pipelines.prepare.local import parse_local
 
-FILES_PER_ADAPTER = 2000
-"""Generated input files per adapter in the normal suite (ten times as many when slow)."""
+FILES_PER_ADAPTER = int(os.environ.get("RECRL_FUZZ_FILES", "2000"))
+"""Generated input files per adapter in the normal suite (ten times as many when slow);
+`make test-fast` sets ``RECRL_FUZZ_FILES=200`` to stay within its minute."""
 
 _ALPHABET = [
     c
