@@ -19,8 +19,8 @@ BASE = {"name": "s", "data": "d", "variants": ["snqn"], "search": {"n_neg": {"gr
 
 
 @pytest.mark.parametrize(
-    "name", ["negatives", "cql_alpha_temperature", "contrastive_temperature", "discount",
-             "smoke_cpu"],
+    "name", ["negatives", "negatives_gpu", "cql_alpha_temperature", "contrastive_temperature",
+             "discount", "smoke_cpu"],
 )  # fmt: skip
 def test_shipped_studies_load_and_count_their_grid(name):
     study = load_study(REPO / "tune_configs" / f"{name}.yaml")
@@ -36,6 +36,18 @@ def test_negatives_study_is_the_papers_stability_experiment():
     assert study.search["n_neg"].values == (1, 5, 10, 20, 50)
     assert set(study.variants) == {"snqn", "sa2c", "sasrec_ccql"}
     assert study.n_grid_points() == 3 * 5 * 3
+
+
+def test_the_gpu_window_study_runs_all_30_trials_at_once_on_16_cpus_and_one_gpu():
+    study = load_study(REPO / "tune_configs" / "negatives_gpu.yaml")
+    assert study.search["n_neg"].values == (1, 5, 10, 20, 50)
+    assert set(study.variants) == {"snqn", "sa2c", "sasrec_ccql"}
+    assert study.n_grid_points() == 3 * 5 * 2
+    assert study.shared_data and study.fixed["total_steps"] == 6000
+    assert max_concurrent_trials(study, 16.0) >= 30  # no reader CPUs: 16 / 0.5 = 32
+    assert 30 * study.resources.gpu <= 1.0
+    # Without the shared split each trial keeps a reader CPU free: a third as many fit.
+    assert max_concurrent_trials(replace(study, shared_data=False), 16.0) == 10
 
 
 def test_overrides_replace_top_level_keys_or_fixed_settings(tmp_path):
@@ -60,6 +72,7 @@ def test_overrides_replace_top_level_keys_or_fixed_settings(tmp_path):
         ({"fixed": {"seed": 3}}, "set by the study itself"),
         ({"fixed": {"n_neg": 3}}, "both fixed and searched"),
         ({"colour": "red"}, "unknown key(s) ['colour']"),
+        ({"shared_data": "false"}, "shared_data must be true or false, got 'false'"),
         ({"search": {"cql_actions": {"grid": ["negatives"]}}, "variants": ["sasrec_ac"],
           "fixed": {"cql_alpha": 0.1}}, "needs n_neg > 0"),
     ],
@@ -84,6 +97,17 @@ def test_concurrency_keeps_a_reader_cpu_free_per_running_trial():
         max_concurrent_trials(study, 1.5)
     small = study_from_dict({**BASE, "resources": {"cpu": 0.5, "data_cpu": 1}})
     assert max_concurrent_trials(small, 2.0) == 1  # the 2-CPU CI machine
+
+
+def test_a_shared_train_split_frees_the_reader_cpus():
+    shared = study_from_dict({**BASE, "shared_data": True,
+                              "resources": {"cpu": 0.5, "data_cpu": 0.5}})  # fmt: skip
+    assert max_concurrent_trials(shared, 16.0) == 32  # data_cpu is not kept: no readers
+    assert with_reader_cpus(shared) is shared  # nor checked
+    assert max_concurrent_trials(replace(shared, shared_data=False), 16.0) == 16
+    with pytest.raises(StudyError, match="shared_data is for studies whose trials read"):
+        study_from_dict({"name": "b", "trainable": "bandit", "metric": "bandit/reward_window",
+                         "shared_data": True})  # fmt: skip
 
 
 def test_a_reader_gets_at_least_its_actor_and_one_read_task():

@@ -18,6 +18,7 @@ Two measured costs of Ray Data 2.60 shape the reader (2-CPU machine, 8 small fil
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -344,9 +345,19 @@ def algorithm_config(
     )
 
 
-def build_algorithm(config: TrainConfig, meta: dict[str, Any], **kwargs: Any) -> SASRecAlgorithm:
-    """`algorithm_config` (same keyword overrides), built."""
-    return algorithm_config(config, meta, **kwargs).build_algo()
+def build_algorithm(
+    config: TrainConfig,
+    meta: dict[str, Any],
+    *,
+    configure: Callable[[SASRecAlgorithmConfig], SASRecAlgorithmConfig] | None = None,
+    **kwargs: Any,
+) -> SASRecAlgorithm:
+    """`algorithm_config` (same keyword overrides), passed through ``configure`` if given,
+    built."""
+    algo_config = algorithm_config(config, meta, **kwargs)
+    if configure is not None:
+        algo_config = configure(algo_config)
+    return algo_config.build_algo()
 
 
 def learner_metrics(result: dict[str, Any]) -> dict[str, float]:

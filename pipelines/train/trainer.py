@@ -133,6 +133,7 @@ def train(
     on_eval: Callable[[EvalPoint], None] | None = None,
     overwrite: bool = False,
     run_id: str | None = None,
+    configure_algorithm: Callable[[Any], Any] | None = None,
 ) -> TrainResult:
     """Train ``config.variant`` on ``config.data``; see the module docstring.
 
@@ -143,6 +144,8 @@ def train(
     A ``run_dir`` holding a checkpoint is refused (`RunDirExistsError`) unless the job
     resumes or ``overwrite`` (which replaces what an earlier job wrote there). ``run_id``
     continues that MLflow run when there is no checkpoint to take it from.
+    ``configure_algorithm`` receives the RLlib ``AlgorithmConfig`` before it is built and
+    returns the one to build (a sweep uses it to stream a train split it shared).
     """
     from pipelines.checks import check_output_dir, check_prepared_dataset
     from pipelines.ray_runtime import ensure_ray
@@ -194,7 +197,7 @@ def train(
     with tracker:
         if progress is None and run_id is None:
             tracker.log_artifact(str(Path(config.data) / "meta.json"))
-        algo = build_algorithm(config, meta)
+        algo = build_algorithm(config, meta, configure=configure_algorithm)
         try:
             if progress is not None:
                 _restore(algo, Path(resume_from), progress, result, history)

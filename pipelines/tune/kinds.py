@@ -1,9 +1,9 @@
 """What a study can sweep: the trainable kinds of ``recrl tune`` and how each builds a trial.
 
 A study file says ``trainable: sasrec`` (the default: a SASRec variant trained offline on a
-prepared dataset, SPEC §4/§7), ``trainable: bandit`` (one exploration-bandit run against
-a simulator, SPEC §6) or ``trainable: slate`` (one slate policy trained against the GAN
-user model and evaluated on the test users' simulator, SPEC §5). The study machinery —
+prepared dataset, design.md §4/§7), ``trainable: bandit`` (one exploration-bandit run against
+a simulator, design.md §6) or ``trainable: slate`` (one slate policy trained against the GAN
+user model and evaluated on the test users' simulator, design.md §5). The study machinery —
 search space, seeds, Tune, MLflow parent and child runs, the stability report — is shared;
 a kind supplies only what differs: the config a trial's settings resolve to, the metric
 namespace and the step its curves are drawn against, and whether trials read a dataset

@@ -1,4 +1,4 @@
-"""Stability report of a sweep (SPEC §7; the SASRec-CCQL paper's Figures 3-4).
+"""Stability report of a sweep (design.md §7; the SASRec-CCQL paper's Figures 3-4).
 
 For each variant and setting, the validation metric against training updates (bandit
 studies: the reward metric against rounds, REN Fig. 1) as mean ± std over seeds, the best

@@ -127,6 +127,10 @@ class StudyConfig:
     mode: Literal["max", "min"] = "max"
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     resources: TrialResources = field(default_factory=TrialResources)
+    shared_data: bool = False
+    """SASRec: the sweep's driver reads the train split once into Ray's object store and
+    every trial streams it from there (`pipelines.tune.shared_split`) instead of running a
+    reader of its own, so ``resources.data_cpu`` is not kept free per trial."""
     max_concurrent_trials: int | None = None
     """None: as many as the cluster's CPUs allow (`pipelines.tune.sweep.max_concurrent_trials`)."""
     max_failures: int = 2
@@ -215,6 +219,7 @@ def study_from_dict(raw: dict[str, Any], source: str = "<study>") -> StudyConfig
             mode=raw.get("mode", "max"),
             scheduler=SchedulerConfig(**(raw.get("scheduler") or {})),
             resources=TrialResources(**(raw.get("resources") or {})),
+            shared_data=_as_bool(raw.get("shared_data", False), "shared_data", source),
             max_concurrent_trials=raw.get("max_concurrent_trials"),
             max_failures=int(raw.get("max_failures", 2)),
             experiment=str(raw.get("experiment", StudyConfig.experiment)),
@@ -231,6 +236,13 @@ def _as_list(value: Any) -> list[Any]:
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
     return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _as_bool(value: Any, key: str, source: str) -> bool:
+    # bool("false") is True: a quoted value must not switch a setting on
+    if not isinstance(value, bool):
+        raise StudyError(f"{source}: {key} must be true or false, got {value!r}")
+    return value
 
 
 def _dimension(key: str, spec: Any, source: str) -> SearchDimension:
@@ -266,6 +278,9 @@ def _check(study: StudyConfig) -> None:
             f"{source}: metric {study.metric!r} is not reported by {kind.name} trials; use "
             f"one of their {kind.metric_prefix}… metrics, e.g. {kind.example}"
         )
+    if study.shared_data and not kind.reads_dataset:
+        raise StudyError(f"{source}: shared_data is for studies whose trials read a dataset "
+                         "(trainable: sasrec); remove it")  # fmt: skip
     if study.resources.cpu <= 0 or study.resources.gpu < 0:
         raise StudyError(f"{source}: resources need cpu > 0 and gpu >= 0")
     if {"CPU", "GPU"} & set(study.resources.custom):

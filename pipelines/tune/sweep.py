@@ -7,6 +7,8 @@ MLflow gets one parent run per sweep (the study as params, the report as artifac
 one child run per trial with only the training metrics — not every Tune config key.
 An interrupted sweep is continued with ``resume=True`` (Tune restores the unfinished
 trials from their last checkpoints; the parent run is reopened).
+With ``shared_data``, the driver reads the train split once into the object store before
+the trials start and hands it to them (`pipelines.tune.shared_split`).
 """
 
 from __future__ import annotations
@@ -104,6 +106,12 @@ def run_sweep(
         gpus = 0.0
     study = with_reader_cpus(study, resume)
     concurrency = max_concurrent_trials(study, cluster.get("CPU", 0.0))
+    shared = None
+    if study.shared_data:
+        # Read before the parent run starts: a dataset that cannot be shared fails here.
+        from pipelines.tune.shared_split import share_train_split
+
+        shared = share_train_split(study.data)
 
     uri = absolute_tracking_uri() if tracking else None
     tracker = Tracker(experiment=study.experiment, uri=uri) if tracking else NullTracker()
@@ -124,7 +132,7 @@ def run_sweep(
         state_file.write_text(
             json.dumps({"study": study.to_dict(), "parent_run_id": parent or None}, indent=2)
         )
-    context = SweepContext(study, parent or None, uri, gpus)
+    context = SweepContext(study, parent or None, uri, gpus, shared)
     trainable = tune.with_resources(
         tune.with_parameters(TRAINABLES[study.trainable], context=context),
         tune.PlacementGroupFactory(trial_bundles(study, gpus)),
@@ -155,8 +163,9 @@ def run_sweep(
                     verbose=1,
                 ),
             )
-        logger.info("sweep %s: %d grid points, up to %d trials at once", study.name,
-                    study.n_grid_points() * study.num_samples, concurrency)  # fmt: skip
+        logger.info("sweep %s: %d grid points, up to %d trials at once%s", study.name,
+                    study.n_grid_points() * study.num_samples, concurrency,
+                    ", train split shared" if shared is not None else "")  # fmt: skip
         grid = tuner.fit()
         errors = [r for r in grid if r.error is not None]
         report = write_report(sweep_dir, study, tracker)
@@ -183,7 +192,7 @@ def with_reader_cpus(study: StudyConfig, resume: bool = False) -> StudyConfig:
     gets it, with a warning (its study cannot change, and as it was it could stall).
     """
     data_cpu = study.resources.data_cpu
-    if not study.kind.reads_dataset or data_cpu + 1e-9 >= READER_CPUS:
+    if not runs_readers(study) or data_cpu + 1e-9 >= READER_CPUS:
         return study
     why = (
         f"a trial's reader needs at least {READER_CPUS:g} (its pre-learner actor, "
@@ -195,14 +204,22 @@ def with_reader_cpus(study: StudyConfig, resume: bool = False) -> StudyConfig:
     return replace(study, resources=replace(study.resources, data_cpu=READER_CPUS))
 
 
+def runs_readers(study: StudyConfig) -> bool:
+    """Whether each trial runs a Ray Data reader of its own (read tasks and a pre-learner
+    actor, outside its placement group): trials that read a dataset, unless the sweep
+    shares the train split (`StudyConfig.shared_data`)."""
+    return study.kind.reads_dataset and not study.shared_data
+
+
 def max_concurrent_trials(study: StudyConfig, cluster_cpus: float) -> int:
     """Trials that may run at once: each holds ``cpu`` in its placement group and, when it
-    reads a dataset, needs ``data_cpu`` more left free for its reader. Keeping the free CPUs
-    in step with the running trials matters: ten trials on 16 CPUs with one CPU kept free
-    for all their readers never reached their first evaluation (their pre-learner actors
-    could not all start, and those that did left no CPU to the reads).
+    runs a reader of its own (`runs_readers`), needs ``data_cpu`` more left free for it.
+    Keeping the free CPUs in step with the running trials matters: ten trials on 16 CPUs
+    with one CPU kept free for all their readers never reached their first evaluation
+    (their pre-learner actors could not all start, and those that did left no CPU to the
+    reads).
     Raises `StudyError` when not even one fits."""
-    reads = study.kind.reads_dataset
+    reads = runs_readers(study)
     per_trial = study.resources.cpu + (study.resources.data_cpu if reads else 0.0)
     fits = math.floor(cluster_cpus / per_trial + 1e-9)
     if fits < 1:

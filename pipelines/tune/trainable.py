@@ -14,11 +14,15 @@ from __future__ import annotations
 import logging
 import math
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.tune.study import StudyConfig
+
+if TYPE_CHECKING:
+    from pipelines.tune.shared_split import SharedTrainSplit
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +43,9 @@ class SweepContext:
     """Absolute tracking URI (trials run in their own working directories); None: off."""
     gpus_per_trial: float
     """GPU fraction each trial's learner uses (0 on a CPU-only cluster)."""
+    train_split: SharedTrainSplit | None = None
+    """The train split in the object store (`pipelines.tune.shared_split`) when the study
+    shares it; None: each trial reads the parquet files itself."""
 
 
 def trial_name(config: dict[str, Any], study: StudyConfig) -> str:
@@ -94,16 +101,24 @@ def run_trial(params: dict[str, Any], *, context: SweepContext) -> None:
         last.update(metrics)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(point.checkpoint)))
 
+    if context.train_split is not None:
+        from pipelines.tune.shared_split import trial_reads_shared_split
+
+        reading = trial_reads_shared_split(context.train_split)
+    else:
+        reading = nullcontext()
     try:
-        train(
-            config,
-            run_dir=trial_dir / "train",
-            run_name=tune.get_context().get_trial_name(),
-            parent_run_id=context.parent_run_id,
-            resume_from=resume_from,
-            on_eval=report,
-            overwrite=True,  # a first attempt replaces what a lost attempt left there
-        )
+        with reading as configure:
+            train(
+                config,
+                run_dir=trial_dir / "train",
+                run_name=tune.get_context().get_trial_name(),
+                parent_run_id=context.parent_run_id,
+                resume_from=resume_from,
+                on_eval=report,
+                overwrite=True,  # a first attempt replaces what a lost attempt left there
+                configure_algorithm=configure,
+            )
     except TrainingDiverged as exc:
         logger.warning("trial diverged: %s", exc)
         # The last good evaluation stands as the trial's result; a run that diverged before
