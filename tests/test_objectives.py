@@ -61,63 +61,54 @@ def test_ce_unweighted_and_per_sample_weighted():
 # ---------------------------------------------------------------- TD
 
 
-def test_double_q_target_argmax_online_value_target_and_done_mask():
-    q_next_online = t([[1.0, 5.0, 2.0], [3.0, 0.0, 1.0]])  # argmax -> [1, 0]
-    q_next_target = t([[10.0, 4.0, 20.0], [7.0, 30.0, 2.0]])  # valued at [1, 0] -> [4, 7]
+def test_double_q_target_bootstraps_from_the_next_value_unless_done():
+    # next_value = Q_target(s', argmax_a Q_online(s', a)), one value per row (the greedy
+    # pick itself is tested with the networks, in test_gathered_update.py)
+    next_value = t([4.0, 7.0])
     reward = t([0.2, 1.0])
     done = torch.tensor([False, True])
-    y = double_q_targets(q_next_online, q_next_target, reward, done, gamma=0.5)
-    # row 0: 0.2 + 0.5 * 1 * 4 = 2.2 (not 0.5 * 20: target's own argmax is ignored)
-    # row 1: done -> 1.0 + 0 = 1.0 (7 is masked)
+    y = double_q_targets(next_value, reward, done, gamma=0.5)
+    # row 0: 0.2 + 0.5 * 1 * 4 = 2.2; row 1: done -> 1.0 + 0 = 1.0 (7 is masked)
     close(y, [2.2, 1.0])
-    # without done, row 1 would bootstrap from target[1, 0] = 7: 1 + 0.5 * 7 = 4.5
-    close(double_q_targets(q_next_online, q_next_target, reward, ~done, 0.5)[1], 4.5)
+    # without done, row 1 bootstraps from 7: 1 + 0.5 * 7 = 4.5
+    close(double_q_targets(next_value, reward, ~done, 0.5)[1], 4.5)
+    assert not double_q_targets(next_value.requires_grad_(), reward, done, 0.5).requires_grad
 
 
 def test_td_loss_hand_computed_and_gradient_only_on_taken_action():
     q = t([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], requires_grad=True)
     actions = torch.tensor([2, 0])
     y = t([2.2, 1.0])
-    loss, diag = td_loss(q, actions, y)
+    loss, diag = td_loss(q.gather(1, actions[:, None]).squeeze(1), y)
     # Q(s, a) = [3, 4]; y - Q = [-0.8, -3]; loss = 0.5 * (0.64 + 9) / 2 = 2.41
     close(loss, 2.41)
     close(diag["q/td_error"], 1.9)  # (0.8 + 3) / 2
     close(diag["q/mean"], 3.5)
     close(diag["q/max"], 4.0)
+    close(diag["q/target_mean"], 1.6)
     loss.backward()
     # dL/dQ(s, a) = -(y - Q) / B = [0.4, 1.5]; zero elsewhere
     close(q.grad, [[0.0, 0.0, 0.4], [1.5, 0.0, 0.0]])
 
 
 def test_negative_td_target_uses_s_prime_equal_s():
-    q = t([[1.0, 4.0, 2.0], [3.0, 0.0, 5.0]], requires_grad=True)  # online argmax -> [1, 2]
-    q_target = t([[8.0, 6.0, 2.0], [1.0, 9.0, 4.0]])  # valued at [1, 2] -> [6, 4]
+    q = t([[1.0, 4.0, 2.0], [3.0, 0.0, 5.0]], requires_grad=True)
+    stay_value = t([6.0, 4.0])  # Q_target(s, argmax_a Q_online(s, a)) per row
     negatives = torch.tensor([[0, 2], [1, 1]])
-    loss, diag = negative_td_loss(q, negatives, q_target, gamma=0.5)
+    loss, diag = negative_td_loss(q.gather(1, negatives), stay_value, gamma=0.5)
     # y- = 0 + 0.5 * [6, 4] = [3, 2] (no done mask: the user stays in s)
     # row 0: Q(s, a-) = [1, 2] -> 0.5 * ((3-1)^2 + (3-2)^2) = 2.5
     # row 1: Q(s, a-) = [0, 0] -> 0.5 * (4 + 4) = 4  (a duplicate counts twice)
     # sum over negatives, mean over rows: (2.5 + 4) / 2 = 3.25
     close(loss, 3.25)
     close(diag["q/neg_target_mean"], 2.5)
+    close(diag["q/neg_mean"], 0.75)  # (1 + 2 + 0 + 0) / 4
     loss.backward()
     # dL/dQ(s, a-) = -(y- - Q) / B: row 0 -> [-1, -0.5], row 1 -> item 1 twice: 2 * -1
     close(q.grad, [[-1.0, 0.0, -0.5], [0.0, -2.0, 0.0]])
-
-
-def test_negative_td_argmax_comes_from_q_select_when_given():
-    # The argmax of the negatives' target comes from the online network's
-    # eval-mode pass (q_select), not from the dropout-noised q that carries the gradient.
-    q = t([[1.0, 4.0, 2.0], [3.0, 0.0, 5.0]], requires_grad=True)  # own argmax would be [1, 2]
-    q_select = t([[9.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # argmax -> [0, 2]
-    q_target = t([[8.0, 6.0, 2.0], [1.0, 9.0, 4.0]])  # valued at [0, 2] -> [8, 4]
-    negatives = torch.tensor([[0, 2], [1, 1]])
-    loss, diag = negative_td_loss(q, negatives, q_target, gamma=0.5, q_select=q_select)
-    # y- = 0.5 * [8, 4] = [4, 2]; row 0: 0.5 * ((4-1)^2 + (4-2)^2) = 6.5; row 1: 0.5 * 8 = 4
-    close(loss, 5.25)
-    close(diag["q/neg_target_mean"], 3.0)
-    loss.backward()
-    close(q.grad, [[-1.5, 0.0, -1.0], [0.0, -2.0, 0.0]])
+    stay_value.requires_grad_()
+    negative_td_loss(q.gather(1, negatives), stay_value, gamma=0.5)[0].backward()
+    assert stay_value.grad is None  # the target is a constant
 
 
 # ---------------------------------------------------------------- SAC / SA2C weights
@@ -127,7 +118,8 @@ def test_sa2c_advantage_clipped_at_0_and_10():
     q = t([[1.0, 2.0, 3.0], [5.0, 0.0, 0.0], [0.0, 30.0, 0.0]])
     actions = torch.tensor([2, 1, 1])
     negatives = torch.tensor([[0, 1], [0, 2], [0, 2]])
-    adv, diag = sa2c_advantage(q, actions, negatives)
+    q_data, q_neg = q.gather(1, actions[:, None]).squeeze(1), q.gather(1, negatives)
+    adv, diag = sa2c_advantage(q_data, q_neg)
     # row 0: 3 - mean(3, 1, 2) = 1
     # row 1: 0 - mean(0, 5, 0) = -5/3 -> clipped to 0
     # row 2: 30 - mean(30, 0, 0) = 20 -> clipped to 10
@@ -135,7 +127,7 @@ def test_sa2c_advantage_clipped_at_0_and_10():
     close(diag["q/advantage_mean"], (1 - 5 / 3 + 20) / 3)
     close(diag["q/advantage_clip_low_frac"], 1 / 3)
     close(diag["q/advantage_clip_high_frac"], 1 / 3)
-    weights, _ = sa2c_weights(q, actions, negatives)  # smooth = 0: weight = advantage
+    weights, _ = sa2c_weights(q_data, q_neg)  # smooth = 0: weight = advantage
     close(weights, [1.0, 0.0, 10.0])
 
 
@@ -155,13 +147,16 @@ def test_propensity_factor_clipped_and_smoothed():
     q = t([[3.0, 1.0, 2.0]] * 3)
     negatives = torch.tensor([[1, 2]] * 3)
     # advantages: row 0 a=0 -> 3 - 2 = 1; rows 1, 2 a=2 -> 2 - mean(2, 1, 2) = 1/3
-    weights, _ = sa2c_weights(q, actions, negatives, logits, counts, smooth=1.0)
+    q_data, q_neg = q.gather(1, actions[:, None]).squeeze(1), q.gather(1, negatives)
+    weights, _ = sa2c_weights(q_data, q_neg, actions, logits, counts, smooth=1.0)
     close(weights, [1.0 * 10, (1 / 3) * 0.1, (1 / 3) * (1 / 3) / 0.98])
+    with pytest.raises(ValueError, match="needs actions, logits and item_popularity"):
+        sa2c_weights(q_data, q_neg, actions, logits, None, smooth=1.0)
 
 
 def test_sac_weights_are_detached_q_of_taken_action():
     q = t([[1.0, -2.0], [0.5, 3.0]], requires_grad=True)
-    w, diag = sac_weights(q, torch.tensor([1, 1]))
+    w, diag = sac_weights(q[:, 1])
     close(w, [-2.0, 3.0])
     assert not w.requires_grad
     close(diag["ce/weight_negative_frac"], 0.5)
@@ -177,13 +172,14 @@ def test_gradients_reach_q_head_from_td_but_not_through_ce_weights():
     s = encoder(state, state_len)
     q = q_head(s)
 
-    weights, _ = sac_weights(q, actions)
+    q_data = q.gather(1, actions[:, None]).squeeze(1)
+    weights, _ = sac_weights(q_data)
     ce, _ = ce_loss(encoder.supervised_logits(s), actions, weights)
     ce.backward(retain_graph=True)
     assert q_head.linear.weight.grad is None  # the CE weight carries no gradient to Q
     assert encoder.supervised_bias.grad.abs().sum() > 0
 
-    td, _ = td_loss(q, actions, t([1.0, 0.5]))
+    td, _ = td_loss(q_data, t([1.0, 0.5]))
     td.backward()
     assert q_head.linear.weight.grad.abs().sum() > 0
 
@@ -197,14 +193,16 @@ def test_cql_with_negatives_and_with_all_items():
     q = 0.5 * torch.log(t([[1.0, 2.0, 3.0, 4.0], [4.0, 1.0, 1.0, 2.0]]))
     actions = torch.tensor([0, 3])
     negatives = torch.tensor([[2, 2], [0, 1]])
-    loss, diag = cql_loss(q, actions, negatives, alpha, tau, action_set="negatives")
+    q_data = q.gather(1, actions[:, None]).squeeze(1)
+    q_set = q.gather(1, torch.cat([actions[:, None], negatives], dim=1))  # {a_data} ∪ negatives
+    loss, diag = cql_loss(q_data, q_set, alpha, tau)
     # row 0: A = {0, 2, 2}: exp(q/tau) = 1 + 3 + 3 = 7 -> 0.5 ln 7 - Q(s, 0) = 0.5 ln 7 - 0
     # row 1: A = {3, 0, 1}: 2 + 4 + 1 = 7 -> 0.5 ln 7 - 0.5 ln 2 = 0.5 ln 3.5
     gap = (0.5 * LN(7) + 0.5 * LN(3.5)) / 2
     close(diag["q/cql_gap"], gap)
     close(loss, alpha * gap)
 
-    loss_all, diag_all = cql_loss(q, actions, None, alpha, tau, action_set="all")
+    loss_all, diag_all = cql_loss(q_data, q, alpha, tau)  # A(s) = every item
     # row 0: 1 + 2 + 3 + 4 = 10 -> 0.5 ln 10; row 1: 4 + 1 + 1 + 2 = 8 -> 0.5 ln 8 - 0.5 ln 2
     gap_all = (0.5 * LN(10) + 0.5 * LN(4)) / 2
     close(diag_all["q/cql_gap"], gap_all)
@@ -214,16 +212,13 @@ def test_cql_with_negatives_and_with_all_items():
 def test_cql_negatives_affect_loss_and_gradient():
     """The reference code's bug: its negatives had no effect. Ours push their Q down."""
     q = t([[1.0, 2.0, 3.0]], requires_grad=True)
-    actions = torch.tensor([0])
-    loss_a, _ = cql_loss(q, actions, torch.tensor([[1]]), 1.0, 1.0)
-    loss_b, _ = cql_loss(q, actions, torch.tensor([[2]]), 1.0, 1.0)
+    loss_a, _ = cql_loss(q[:, 0], q[:, [0, 1]], 1.0, 1.0)  # A(s) = {a_data = 0, a- = 1}
+    loss_b, _ = cql_loss(q[:, 0], q[:, [0, 2]], 1.0, 1.0)  # A(s) = {a_data = 0, a- = 2}
     assert not torch.allclose(loss_a, loss_b)
     loss_b.backward()
     # d/dQ of ln(e^1 + e^3) - Q_0: softmax over {0, 2} minus one-hot(0)
     p = math.exp(3) / (math.exp(1) + math.exp(3))
     close(q.grad, [[(1 - p) - 1, 0.0, p]])
-    with pytest.raises(ValueError, match="needs negatives"):
-        cql_loss(q, actions, None, 1.0, 1.0)
 
 
 # ---------------------------------------------------------------- contrastive

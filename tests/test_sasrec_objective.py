@@ -58,7 +58,8 @@ def test_total_is_the_weighted_sum_of_its_terms(networks):
     torch.testing.assert_close(total.detach(), expected)
     # Each term is the pure objective on the same inputs (no hidden state in between).
     torch.testing.assert_close(metrics["loss/ce"], ce_loss(inputs.logits, data["action"])[0])
-    cql, _ = cql_loss(inputs.q, data["action"], negatives, 0.01, 0.5)
+    q_set = inputs.q_at(torch.cat([data["action"][:, None], negatives], dim=1))
+    cql, _ = cql_loss(q_set[:, 0], q_set, 0.01, 0.5)
     torch.testing.assert_close(metrics["loss/cql"], cql.detach())
     torch.testing.assert_close(metrics["loss/co"], info_nce_loss(inputs.z1, inputs.z2, 0.07)[0])
 
@@ -72,7 +73,7 @@ def test_phase_two_weights_ce_by_q_only_after_warmup(networks):
     _, after = sasrec_objective(inputs, data, None, config, step=5)
     assert before["train/phase"] == 1 and after["train/phase"] == 2
     torch.testing.assert_close(before["loss/ce"], before["loss/ce_unweighted"])
-    q_sa = inputs.q.detach().gather(1, data["action"][:, None]).squeeze(1)
+    q_sa = inputs.q_at(data["action"][:, None]).detach().squeeze(1)
     weighted = ce_loss(inputs.logits, data["action"], q_sa)[0]
     torch.testing.assert_close(after["loss/ce"], weighted)
 
@@ -94,7 +95,9 @@ def test_plain_sasrec_needs_no_q_and_no_second_network(networks):
     trained, _ = networks
     config = objective_for("sasrec")
     inputs = objective_inputs(trained, None, batch(), config, torch.Generator().manual_seed(1))
-    assert inputs.q is None and inputs.q_next is None
+    assert inputs.state is None and inputs.q is None and inputs.next_value is None
+    with pytest.raises(ValueError, match="no Q head"):
+        inputs.q_at(batch()["action"][:, None])
     _, metrics = sasrec_objective(inputs, batch(), None, config, step=0)
     assert set(metrics) == {"loss/ce", "loss/ce_unweighted", "loss/total", "train/phase"}
 
@@ -114,25 +117,33 @@ def test_presets_and_overrides():
         TrainConfig.for_variant("sa2c", "data/x", learning_rate=0.1)
 
 
+def double_q(picker: SASRecQNetwork, valuer: SASRecQNetwork, state, state_len):
+    """Q_valuer(x, argmax_a Q_picker(x, a)) per row, from both networks' full Q(x, ·)."""
+    with torch.no_grad():
+        greedy = picker.q_values(state, state_len).argmax(dim=1, keepdim=True)
+        return valuer.q_values(state, state_len).gather(1, greedy).squeeze(1)
+
+
 @pytest.mark.parametrize("n_neg", [0, 4])
-def test_target_passes_are_each_networks_q_values(networks, n_neg):
-    # Q(s', ·) of the trained net picks, the other's values it, the other's Q(s, ·) gives
-    # the negative-action targets; the batched pass must not mix the rows up.
+def test_target_values_are_the_other_networks_q_at_the_trained_networks_pick(networks, n_neg):
+    # Q(s', ·) of the trained net picks, the other values its pick; the same at s for the
+    # negative-action targets; the batched pass over s' and s must not mix the rows up.
     trained, other = networks
     config = objective_for("snqn", n_neg=n_neg)
     data = batch(3)
     inputs = objective_inputs(trained, other, data, config, torch.Generator().manual_seed(1))
-    torch.testing.assert_close(
-        inputs.q_next, trained(data["next_state"], data["next_state_len"])[2]
-    )
-    torch.testing.assert_close(
-        inputs.q_next_target, other(data["next_state"], data["next_state_len"])[2]
-    )
+    next_value = double_q(trained, other, data["next_state"], data["next_state_len"])
+    torch.testing.assert_close(inputs.next_value, next_value)
+    # not the other network's own maximum: double Q, not the max of eq. (1)
+    own_max = other.q_values(data["next_state"], data["next_state_len"]).max(dim=1).values
+    assert not torch.allclose(inputs.next_value, own_max)
     if n_neg:
-        torch.testing.assert_close(inputs.q_target, other(data["state"], data["state_len"])[2])
+        stay_value = double_q(trained, other, data["state"], data["state_len"])
+        torch.testing.assert_close(inputs.stay_value, stay_value)
     else:
-        assert inputs.q_target is None
-    assert not inputs.q_next.requires_grad and inputs.q.requires_grad
+        assert inputs.stay_value is None
+    assert not inputs.next_value.requires_grad
+    assert inputs.q_at(data["action"][:, None]).requires_grad
 
 
 # ---------------------------------------------------------------- faithful baselines
@@ -173,16 +184,15 @@ def test_target_passes_run_in_eval_mode_and_the_online_pass_in_train_mode():
         torch.manual_seed(seed)  # dropout draws from the global generator
         calls.append(objective_inputs(trained, other, data, objective, torch.Generator()))
     assert trained.training and other.training  # modes restored
-    with torch.no_grad():
-        trained.eval(), other.eval()
-        expected = {
-            "q_next": trained.q_values(data["next_state"], data["next_state_len"]),
-            "q_select": trained.q_values(data["state"], data["state_len"]),
-            "q_next_target": other.q_values(data["next_state"], data["next_state_len"]),
-            "q_target": other.q_values(data["state"], data["state_len"]),
-        }
+    trained.eval(), other.eval()
+    expected = {
+        "next_value": double_q(trained, other, data["next_state"], data["next_state_len"]),
+        "stay_value": double_q(trained, other, data["state"], data["state_len"]),
+    }
     for name, value in expected.items():
         for inputs in calls:
             torch.testing.assert_close(getattr(inputs, name), value, msg=name)
-    assert not torch.allclose(calls[0].q, calls[1].q)  # the online pass: dropout on
-    assert calls[0].q.requires_grad
+    items = torch.arange(N_ITEMS).expand(B, N_ITEMS)
+    q_online = [inputs.q_at(items) for inputs in calls]
+    assert not torch.allclose(q_online[0], q_online[1])  # the online pass: dropout on
+    assert q_online[0].requires_grad

@@ -197,17 +197,59 @@ def test_phase_two_switches_the_learning_rate(dataset):
     assert optimizer.param_groups[0]["lr"] == 0.001
 
 
+def _adam_state(learner) -> list[torch.Tensor]:
+    optimizer = learner.get_optimizer(DEFAULT_MODULE_ID)
+    return [v.clone() for state in optimizer.state.values() for v in state.values()]
+
+
 def test_a_non_finite_update_is_skipped_and_counted(dataset):
     learner, module = _learner(dataset, double_q="target")
     batch = _batch(dataset[0])
+    first = learner.update(batch=batch)[DEFAULT_MODULE_ID]
+    assert first["train/skipped_updates"].peek() == 0.0
     batch[DEFAULT_MODULE_ID][B.REWARD][0] = np.nan  # a NaN TD target: NaN gradients
-    before = [_weights(net) for net in module.networks]
-    results = learner.update(batch=batch)
-    assert results[DEFAULT_MODULE_ID]["train/skipped_updates"].peek() == 1.0
-    for net, weights in zip(module.networks, before, strict=True):
-        changed = {k for k, v in net.state_dict().items() if not torch.equal(v, weights[k])}
-        assert not changed
-    assert module.num_updates == 1
+    online, adam = _weights(module.networks[0]), _adam_state(learner)
+    results = learner.update(batch=batch)[DEFAULT_MODULE_ID]
+    assert results["train/skipped_updates"].peek() == 1.0
+    assert math.isnan(results["loss/total"].peek())  # the trainer stops on it
+    assert math.isnan(results["gradients_default_optimizer_global_norm"].peek())
+    weights = module.networks[0].state_dict()
+    assert not {k for k, v in weights.items() if not torch.equal(v, online[k])}
+    after = _adam_state(learner)  # no Adam step either: moments and step count as they were
+    assert len(after) == len(adam) > 10
+    assert all(torch.equal(x, y) for x, y in zip(after, adam, strict=True))
+    assert module.num_updates == 2
+    batch[DEFAULT_MODULE_ID][B.REWARD][0] = 0.0
+    assert learner.update(batch=batch)[DEFAULT_MODULE_ID]["train/skipped_updates"].peek() == 0.0
+    assert not torch.equal(module.networks[0].q_head.linear.weight, online["q_head.linear.weight"])
+
+
+def test_an_update_call_logs_the_mean_of_its_updates_diagnostics(dataset):
+    """One ``update()`` over four minibatches logs what four one-minibatch calls log, averaged
+    (the last gradient norm, the final update count)."""
+    batch = _batch(dataset[0], rows=4 * 64)
+    rows = batch[DEFAULT_MODULE_ID]
+    names = ("loss/total", "loss/ce", "loss/cql", "q/mean", "train/trained_network",
+             "train/skipped_updates")  # fmt: skip
+    # seed 1: the twin coins of updates 0-3 are 0, 1, 1, 1 (seed 0 draws 0 four times)
+    torch.manual_seed(0)
+    together, _ = _learner(dataset, seed=1)
+    logged = together.update(batch=batch, minibatch_size=64)[DEFAULT_MODULE_ID]
+    torch.manual_seed(0)
+    apart, module = _learner(dataset, seed=1)
+    each = []
+    for start in range(0, 4 * 64, 64):
+        part = SampleBatch({k: v[start : start + 64] for k, v in rows.items()})
+        out = apart.update(batch=MultiAgentBatch({DEFAULT_MODULE_ID: part}, env_steps=64))
+        each.append(out[DEFAULT_MODULE_ID])
+    assert module.num_updates == 4
+    assert logged["train/num_updates"].peek() == each[-1]["train/num_updates"].peek() == 4
+    for name in names:
+        expected = np.mean([m[name].peek() for m in each])
+        assert logged[name].peek() == pytest.approx(expected, rel=1e-5), name
+    assert {m["train/trained_network"].peek() for m in each} == {0.0, 1.0}  # both twins seen
+    norm = "gradients_default_optimizer_global_norm"
+    assert logged[norm].peek() == pytest.approx(each[-1][norm].peek(), rel=1e-5)
 
 
 def test_state_length_must_match_the_prepared_data(dataset):

@@ -1,7 +1,7 @@
 """Conservative Q-learning regulariser (Kumar et al. 2020) as used by SASRec-CCQL.
 
 Paper: "Addressing challenges in RL for recommender systems with conservative objectives",
-§3.3 eq. (2) (the CQL term) and eq. (4) (``L = L_CE + ω·L_Q + L_CO + α·L_CQL``); SPEC §4 "CQL".
+§3.3 eq. (2) (the CQL term) and eq. (4) (``L = L_CE + ω·L_Q + L_CO + α·L_CQL``); design.md §4 "CQL".
 """
 
 from __future__ import annotations
@@ -15,42 +15,29 @@ CQLActions = Literal["negatives", "all"]
 
 
 def cql_loss(
-    q: Tensor,
-    actions: Tensor,
-    negatives: Tensor | None,
-    alpha: float,
-    temperature: float,
-    action_set: CQLActions = "negatives",
+    q_data: Tensor, q_set: Tensor, alpha: float, temperature: float
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """``α · 1/B · Σ_b [ τ · logsumexp_{a ∈ A(s_b)} Q(s_b, a)/τ − Q(s_b, a_b) ]``.
 
-    ``A(s)`` is ``{a_data} ∪ {a⁻_1..a⁻_N}`` (``action_set="negatives"``, the paper's choice:
+    ``A(s)`` is ``{a_data} ∪ {a⁻_1..a⁻_N}`` (``cql_actions="negatives"``, the paper's choice:
     Q is pushed down on sampled negatives instead of CQL's random actions) or every item
-    (``action_set="all"``; cheap, the Q head outputs all items anyway). Sampled negatives form a
-    multiset: a duplicate counts twice, as a Monte-Carlo estimate would. τ → 0 gives the max
-    over A(s); at τ = 1 this is the CQL term of the paper's eq. (2). The loss already includes
-    α: the caller adds it as is (do not multiply by ``cql_alpha`` again).
+    (``cql_actions="all"``, eq. (2)'s full sum). Sampled negatives form a multiset: a duplicate
+    counts twice, as a Monte-Carlo estimate would. τ → 0 gives the max over A(s); at τ = 1
+    this is the CQL term of the paper's eq. (2). The loss already includes α: the caller adds
+    it as is (do not multiply by ``cql_alpha`` again).
 
-    Shapes: ``q`` = Q_online(s, ·) [B, I], ``actions`` [B] int, ``negatives`` [B, N] int
-    (ignored, may be None, with ``action_set="all"``).
+    Shapes: ``q_data`` = Q_online(s_b, a_b) [B] at the logged action; ``q_set`` = Q_online
+    (s_b, a) for every a in A(s_b) [B, K]: ``[Q(s, a_data), Q(s, a⁻_1..a⁻_N)]`` (K = 1 + N)
+    or Q(s, ·) over the catalogue (K = I). Either holds a_data, so the bracket is ≥ 0.
 
-    Deviation from the public SASRec-CCQL reference code (SPEC §8): there the sampled negatives
+    Deviation from the public SASRec-CCQL reference code (design.md §8): there the sampled negatives
     have no effect on the loss; here they are the action set of the logsumexp.
 
-    Diagnostics: ``loss/cql`` (with α), ``q/cql_gap`` (mean bracket, without α; always ≥ 0
-    since a_data ∈ A(s)), ``q/cql_logsumexp`` (mean τ·logsumexp term).
+    Diagnostics: ``loss/cql`` (with α), ``q/cql_gap`` (mean bracket, without α),
+    ``q/cql_logsumexp`` (mean τ·logsumexp term).
     """
-    q_data = q.gather(1, actions.long().unsqueeze(1)).float()  # [B, 1]
-    if action_set == "negatives":
-        if negatives is None:
-            raise ValueError('cql_loss(action_set="negatives") needs negatives [B, N].')
-        q_set = torch.cat([q_data, q.gather(1, negatives.long()).float()], dim=1)  # [B, 1 + N]
-    elif action_set == "all":
-        q_set = q.float()  # [B, I]
-    else:
-        raise ValueError(f'action_set must be "negatives" or "all", got {action_set!r}.')
-    soft_max = temperature * torch.logsumexp(q_set / temperature, dim=1)  # [B]
-    gap = soft_max - q_data.squeeze(1)
+    soft_max = temperature * torch.logsumexp(q_set.float() / temperature, dim=1)  # [B]
+    gap = soft_max - q_data.float()
     loss = alpha * gap.mean()
     return loss, {
         "loss/cql": loss.detach(),

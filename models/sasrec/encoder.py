@@ -1,10 +1,10 @@
-"""SASRec backbone (Kang & McAuley 2018) as used by every SASRec variant (SPEC §3).
+"""SASRec backbone (Kang & McAuley 2018) as used by every SASRec variant (design.md §3).
 
 States are left-padded: ``state[b, L - state_len[b]:]`` holds the real items, most recent last,
 and the positions before it hold ``pad_id = n_items``. Which positions are real is decided from
 ``state_len`` alone, never from the ids, so whatever sits in a padded slot cannot leak in.
 
-Deliberate differences from the public SASRec-CCQL reference code (SPEC §8):
+Deliberate differences from the public SASRec-CCQL reference code (design.md §8):
 - the final LayerNorm is applied once (the reference applies it twice);
 - attention really has ``num_heads`` heads (the reference always uses one);
 - pre-LayerNorm on queries, keys and values alike (the original SASRec normalises the queries
@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 @dataclass(frozen=True)
 class SASRecConfig:
-    """Hyperparameters of the SASRec encoder and its supervised head (SPEC §3).
+    """Hyperparameters of the SASRec encoder and its supervised head (design.md §3).
 
     The catalogue size ``n_items`` is data, not a hyperparameter: it is passed to
     ``SASRecEncoder`` next to this config (it comes from the prepared ``meta.json``).
@@ -116,7 +116,7 @@ class SASRecEncoder(nn.Module):
 
     Args:
         n_items: catalogue size I; item ids are ``0..I-1``, ``pad_id = I``, ``mask_id = I + 1``.
-        config: hyperparameters (defaults of SPEC §3).
+        config: hyperparameters (defaults of design.md §3).
 
     The item table has ``I + 1`` rows; row ``pad_id`` is zero and receives no gradient
     (``padding_idx``). The mask token of the contrastive ``mask`` augmentation is a separate
@@ -229,12 +229,16 @@ class SASRecEncoder(nn.Module):
         return F.linear(s, weight, self.supervised_bias)
 
     def score_all(self, state: Tensor, state_len: Tensor) -> Tensor:
-        """Supervised-head scores of every item [B, I] for full-ranking evaluation (SPEC §2)."""
+        """Supervised-head scores of every item [B, I] for full ranking (design.md §2)."""
         return self.supervised_logits(self.encode(state, state_len))
 
 
 class QHead(nn.Module):
-    """Q(s, ·) for every item: a linear map [B, H] -> [B, I] (SPEC §3, "Q head")."""
+    """Q(s, ·) for every item: a linear map [B, H] -> [B, I] (design.md §3, "Q head").
+
+    ``forward`` scores the whole catalogue; `at` scores a few items per row, which is all a
+    TD, CQL or SA2C term reads, at a cost independent of I.
+    """
 
     def __init__(self, hidden_size: int, n_items: int) -> None:
         super().__init__()
@@ -242,3 +246,42 @@ class QHead(nn.Module):
 
     def forward(self, s: Tensor) -> Tensor:
         return self.linear(s)
+
+    def at(self, s: Tensor, items: Tensor) -> Tensor:
+        """Q(s_b, items[b, k]) [B, K] from ``s`` [B, H] and ``items`` [B, K] (int)."""
+        return linear_columns(s, self.linear.weight, self.linear.bias, items)
+
+    @torch.no_grad()
+    def greedy(self, s: Tensor, rows: int = 64) -> Tensor:
+        """``argmax_a Q(s_b, a)`` [B] over every item, ``rows`` rows of ``s`` [B, H] at a time.
+
+        The same products and ties (lowest item id) as ``forward(s).argmax(1)``, but each
+        [rows, I] block is reduced while it is still in cache and its memory is reused by
+        the next block; a whole [B, I] block is written out and read back (and, at 36 MB
+        for B = 512, I = 17,834, freshly mapped on every call by the C allocator), which on
+        a CPU costs as much again as the product.
+        """
+        return torch.cat([self.linear(block).argmax(dim=1) for block in s.split(rows)])
+
+    @torch.no_grad()
+    def mean(self, s: Tensor) -> Tensor:
+        """Mean of Q(s, ·) over the rows of ``s`` [B, H] and every item, a detached scalar.
+
+        Q is linear in s, so ``mean_{b,i} (W_i·s_b + c_i) = mean_b(s_b)·mean_i(W_i) +
+        mean_i(c_i)``: a diagnostic without the [B, I] product.
+        """
+        weight, bias = self.linear.weight.float(), self.linear.bias.float()
+        return (s.float().mean(dim=0) * weight.mean(dim=0)).sum() + bias.mean()
+
+
+def linear_columns(s: Tensor, weight: Tensor, bias: Tensor, items: Tensor) -> Tensor:
+    """Columns ``items`` of ``F.linear(s, weight, bias)`` without the full product.
+
+    ``out[b, k] = s_b · weight[items[b, k]] + bias[items[b, k]]``; shapes ``s`` [B, H],
+    ``weight`` [I, H], ``bias`` [I], ``items`` [B, K] int -> [B, K] in float32. Only the K
+    rows of each sample are read (and receive gradient), so the cost is B·K·H instead of
+    B·I·H. Products and sums are elementwise, so autocast leaves them in float32.
+    """
+    items = items.long()
+    rows = F.embedding(items, weight)  # [B, K, H]
+    return (rows.float() * s.float().unsqueeze(1)).sum(dim=-1) + bias[items].float()

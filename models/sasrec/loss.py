@@ -1,4 +1,4 @@
-"""The SASRec objective family composed from the pure objectives (SPEC §4, paper eq. (4))."""
+"""The SASRec objective family composed from the pure objectives (design.md §4, paper eq. (4))."""
 
 from __future__ import annotations
 
@@ -34,23 +34,36 @@ def sasrec_objective(
     ids (None when ``n_neg`` = 0); ``step`` is the number of updates so far (it decides the
     phase); ``item_popularity`` [I] feeds the SA2C propensity factor. Returns the scalar
     loss and detached diagnostics named by namespace (``loss/…``, ``q/…``, ``co/…``).
+
+    The Q terms read the trained network's Q at the logged action and the negatives only
+    (`ObjectiveInputs.q_at`, one gather for all of them); only ``cql_actions="all"`` reads
+    Q(s, ·) over every item.
     """
     actions = batch["action"].long()
     metrics: dict[str, Tensor] = {}
     total = inputs.logits.new_zeros(())
     phase2 = config.phase2 != "none" and step >= config.warmup_steps
 
+    q_data = q_neg = q_taken = None
+    if config.uses_q:
+        # Q at the logged action and the negatives in one gather: every Q term reads these.
+        items = actions.unsqueeze(1)
+        if negatives is not None:
+            items = torch.cat([items, negatives.long()], dim=1)
+        q_taken = inputs.q_at(items)  # [B, 1 + N]
+        q_data = q_taken[:, 0]
+        q_neg = q_taken[:, 1:] if negatives is not None else None
+
     weights = None
     if phase2:
-        assert inputs.q is not None
+        assert q_data is not None
         if config.phase2 == "sac":
-            weights, info = sac_weights(inputs.q, actions)
+            weights, info = sac_weights(q_data)
         else:
-            assert negatives is not None
+            assert q_neg is not None
             weights, info = sa2c_weights(
-                inputs.q, actions, negatives, logits=inputs.logits,
-                item_popularity=item_popularity, smooth=config.sa2c_smooth,
-                max_advantage=config.max_advantage,
+                q_data, q_neg, actions, logits=inputs.logits, item_popularity=item_popularity,
+                smooth=config.sa2c_smooth, max_advantage=config.max_advantage,
             )  # fmt: skip
         metrics.update(info)
     ce, info = ce_loss(inputs.logits, actions, weights)
@@ -58,26 +71,30 @@ def sasrec_objective(
     total = total + ce
 
     if config.td_weight > 0:
-        assert inputs.q is not None and inputs.q_next is not None
-        targets = double_q_targets(
-            inputs.q_next, inputs.q_next_target, batch["reward"], batch["done"], config.gamma
-        )
-        td, info = td_loss(inputs.q, actions, targets)
+        assert q_data is not None and inputs.next_value is not None
+        targets = double_q_targets(inputs.next_value, batch["reward"], batch["done"], config.gamma)
+        td, info = td_loss(q_data, targets)
         metrics.update(info)
-        if negatives is not None:
-            td_neg, info = negative_td_loss(
-                inputs.q, negatives, inputs.q_target, config.gamma, q_select=inputs.q_select
-            )
+        if inputs.q_mean is not None:
+            metrics["q/all_mean"] = inputs.q_mean
+        if q_neg is not None:
+            assert inputs.stay_value is not None
+            td_neg, info = negative_td_loss(q_neg, inputs.stay_value, config.gamma)
             metrics.update(info)
             td = td + td_neg
         total = total + config.td_weight * td
 
     if config.cql_alpha > 0:
-        assert inputs.q is not None
-        cql, info = cql_loss(
-            inputs.q, actions, negatives, config.cql_alpha, config.cql_temperature,
-            action_set=config.cql_actions,
-        )  # fmt: skip
+        assert q_data is not None and q_taken is not None
+        if config.cql_actions == "all":
+            q_set = inputs.q
+            if q_set is None:
+                raise ValueError('cql_actions="all" needs Q(s, ·) over every item in inputs.q')
+        elif q_neg is None:
+            raise ValueError('cql_actions="negatives" needs negatives [B, N].')
+        else:
+            q_set = q_taken  # A(s) = {a_data} ∪ negatives
+        cql, info = cql_loss(q_data, q_set, config.cql_alpha, config.cql_temperature)
         metrics.update(info)
         total = total + cql
 

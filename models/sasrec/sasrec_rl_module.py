@@ -1,6 +1,6 @@
 """RLlib RLModule of the SASRec variants: holds the network(s) and runs their forward passes.
 
-Thin glue over `models.sasrec.network` (SPEC §3-4). The module owns:
+Thin glue over `models.sasrec.network` (design.md §3-4). The module owns:
 - ``networks[0]``: the network that serves recommendations (``score_all``, inference);
 - ``networks[1]`` (only when the objective has TD terms): the second twin
   (``double_q="twin"``, SQN recipe: each update a coin flip picks which twin is trained and
@@ -102,7 +102,7 @@ class SASRecRLModule(TorchRLModule):
       logits [B, I] of ``networks[0]`` (a categorical policy over items).
     - ``_forward_train``: picks the trained network, runs `objective_inputs` and samples the
       negatives; the Learner turns that into the loss with `sasrec_objective`.
-    - ``score_all(state, state_len, head)``: full-ranking scores for evaluation (SPEC §2).
+    - ``score_all(state, state_len, head)``: full-ranking scores for evaluation (design.md §2).
     """
 
     def setup(self) -> None:
@@ -187,7 +187,7 @@ class SASRecRLModule(TorchRLModule):
         other = self.networks[1 - index] if len(self.networks) == 2 else None
         device = batch[B.STATE].device
         generator = self._generator(device, step)
-        # bf16 autocast on GPU by default (SPEC §3); the objectives compute their losses in
+        # bf16 autocast on GPU by default (design.md §3); the objectives compute their losses in
         # float32 whatever the dtype of these outputs.
         dtype = autocast_dtype(self.precision, device.type)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -209,9 +209,9 @@ class SASRecRLModule(TorchRLModule):
         """After each gradient update: move the target by ``tau`` toward the online network
         (``θ' ← (1 − τ)·θ' + τ·θ``, target mode only) and count the update."""
         if self.uses_target:
-            online, target = self.networks[0].parameters(), self.networks[1].parameters()
-            for t, o in zip(target, online, strict=True):
-                t.lerp_(o, self.objective.tau)
+            # One foreach kernel for all tensors instead of a launch per tensor.
+            target = list(self.networks[1].parameters())
+            torch._foreach_lerp_(target, list(self.networks[0].parameters()), self.objective.tau)
         self.num_updates += 1
 
     # --- state ------------------------------------------------------------------------
