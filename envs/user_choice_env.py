@@ -1,4 +1,4 @@
-"""Bandit environment on a user-choice simulator fitted from logs (two-stage paper §4, design §6).
+"""Bandit environment on a user-choice simulator fitted from logs (two-stage §4; design.md §6).
 
 A round: a uniformly drawn user of a fixed panel (the paper's 10/100/1,000 users), a slate of
 distinct items, and one click decision per slate item, ``1[p̂(u, i) ≥ threshold]`` flipped with

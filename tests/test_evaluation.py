@@ -1,4 +1,4 @@
-"""Batched full-ranking evaluation of a prepared split on a hand-written toy split (design §2)."""
+"""Batched full-ranking evaluation of a prepared split on a hand-written split (design.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exploration bandit policies of design §6 (REN, GLM-UCB family, shared neural UCBs) in torch."""
+"""Exploration bandit policies of design.md §6 (REN, GLM-UCB, shared neural UCBs) in torch."""
 
 from models.bandits.interface import BanditContext, BanditPolicy, Feedback, top_k_slate
 from models.bandits.registry import POLICIES, PolicySizes, make_policy, policy_config

@@ -1,4 +1,4 @@
-"""Pure objectives of the SASRec variants (SPEC §4): tensors in, ``(value, diagnostics)`` out.
+"""Pure objectives of the SASRec variants (design.md §4): tensors in, ``(value, diagnostics)`` out.
 
 One file per family; each function's docstring names its paper and equation. Imports torch only.
 """

@@ -1,5 +1,5 @@
 """Supervised next-item cross-entropy (SASRec; SASRec-CCQL paper §3, the
-unnumbered supervised loss before eq. (1); SPEC §4 "CE")."""
+unnumbered supervised loss before eq. (1); design.md §4 "CE")."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def ce_loss(
 
     Shapes: ``logits`` [B, I], ``actions`` [B] (any int dtype), ``weights`` [B] or None.
 
-    Deviation from the public SASRec-CCQL/SA2C reference code (SPEC §8): the reference multiplies
+    Deviation from the public SASRec-CCQL/SA2C reference code (design.md §8): it multiplies
     the batch-mean CE by one scalar per batch; here every sample has its own weight, as the SQN and
     SA2C papers write it. The mean is over B (not normalised by Σ w), so weights also scale the
     loss, as in those papers.

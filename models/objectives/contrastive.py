@@ -1,7 +1,7 @@
 """Contrastive objective of SASRec-CO / SASRec-CCQL: InfoNCE (van den Oord et al. 2018) in its
 NT-Xent form (SimCLR, Chen et al. 2020) over two augmented views of each state sequence.
 
-Paper: SASRec-CCQL §3.4, eq. (3) (InfoNCE) and eq. (4) (``L_CO`` in the total); SPEC §4
+Paper: SASRec-CCQL §3.4, eq. (3) (InfoNCE) and eq. (4) (``L_CO`` in the total); design.md §4
 "Contrastive". The views come from ``models.sasrec.augment``.
 """
 

@@ -1,4 +1,4 @@
-"""Negative-action sampling (SNQN / SA2C, Xin et al. 2022; SASRec-CCQL §3.2-3.3; SPEC §4
+"""Negative-action sampling (SNQN / SA2C, Xin et al. 2022; SASRec-CCQL §3.2-3.3; design.md §4
 "Negative actions"): ``n_neg`` items per row, never the row's logged action and, by default,
 never an item of the row's state (SASRec-CCQL §3.3: negatives are "items with which the user
 has never interacted")."""

@@ -1,5 +1,5 @@
 """Sequence augmentations for the contrastive objective (CL4SRec, Xie et al. 2020/2022, as used
-by SASRec-CCQL §3.4 "temporal augmentations"; SPEC §4 "Contrastive").
+by SASRec-CCQL §3.4 "temporal augmentations"; design.md §4 "Contrastive").
 
 Every function takes a left-padded batch ``state`` [B, L] (int, real items in the last
 ``state_len[b]`` positions, most recent last) and returns a new left-padded batch and its

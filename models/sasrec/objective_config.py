@@ -1,4 +1,4 @@
-"""Weights and switches of the SASRec objective family, and the six named variants (SPEC §4)."""
+"""Weights and switches of the SASRec family and its six named variants (design.md §4)."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "sasrec_co": {"td_weight": 1.0, "phase2": "sac", "co_weight": CO_WEIGHT},
     "sasrec_ccql": {"td_weight": 1.0, "n_neg": 10, "cql_alpha": 0.01, "co_weight": CO_WEIGHT},
 }
-"""SPEC §4 named variants as field overrides of `SASRecObjectiveConfig`; every deliberate
+"""design.md §4 named variants as field overrides of `SASRecObjectiveConfig`; every deliberate
 difference from the papers is listed in ``docs/paper_differences.md``."""
 
 

@@ -1,4 +1,4 @@
-"""Numeric precision of the SASRec forward passes (SPEC §3: bf16 autocast on GPU)."""
+"""Numeric precision of the SASRec forward passes (design.md §3: bf16 autocast on GPU)."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""Online bandit runs (design §6): a ``models.bandits`` policy against an ``envs`` simulator."""
+"""Online bandit runs (design.md §6): a ``models.bandits`` policy against an ``envs`` simulator."""

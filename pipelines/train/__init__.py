@@ -1,1 +1,1 @@
-"""Offline training of the SASRec variants on RLlib (SPEC §3-4)."""
+"""Offline training of the SASRec variants on RLlib (design.md §3-4)."""

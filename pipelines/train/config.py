@@ -1,4 +1,4 @@
-"""`recrl train` settings: one typed dataclass, defaults from SPEC §3, §4 and §8."""
+"""`recrl train` settings: one typed dataclass, defaults from design.md §3, §4 and §8."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ READER_CPUS = PRE_LEARNER_CPUS + READ_TASK_CPUS
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Train one SASRec variant offline on prepared transitions and evaluate it (SPEC §2).
+    """Train one SASRec variant offline on prepared transitions and evaluate it (design.md §2).
 
     ``encoder`` and ``objective`` are the model's settings; the rest is how training runs.
     Build one with `TrainConfig.for_variant`, which applies the variant's preset.
@@ -32,7 +32,7 @@ class TrainConfig:
     data: str
     """Prepared dataset folder (``recrl prepare`` output with train/, val/, test/)."""
     variant: str = "sasrec_ccql"
-    """One of the named presets of SPEC §4 (see `models.sasrec.objective_config.VARIANTS`)."""
+    """One of the named presets of design.md §4 (see `models.sasrec.objective_config.VARIANTS`)."""
     encoder: SASRecConfig = field(default_factory=SASRecConfig)
     """SASRec backbone (H, L, blocks, heads, dropout)."""
     objective: SASRecObjectiveConfig = field(default_factory=SASRecObjectiveConfig)
@@ -54,7 +54,7 @@ class TrainConfig:
     eval_batch_size: int = 1024
     """Rows scored at once during evaluation."""
     rank_with: Literal["supervised", "q"] = "supervised"
-    """Head that ranks items in evaluation (SPEC §2: the CE head by default)."""
+    """Head that ranks items in evaluation (design.md §2: the CE head by default)."""
     seed: int = 0
     """Seed of parameters, negatives, augmentations and data order."""
     num_learners: int = 0
@@ -68,7 +68,7 @@ class TrainConfig:
     """Custom Ray resources each remote learner needs, e.g. ``{"learner_slot": 1}`` with one
     slot per node to put the learners on different nodes (not CPU or GPU)."""
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    """Forward passes in bf16 autocast: ``auto`` on CUDA only (SPEC §3), ``bf16`` everywhere
+    """Forward passes in bf16 autocast: ``auto`` on CUDA only (design.md §3), ``bf16`` everywhere
     (CPU too), ``fp32`` never. Losses are computed in float32 either way."""
     checkpoint_dir: str | None = None
     """Where checkpoints go; None: ``runs/<variant>-<time>/checkpoints``."""

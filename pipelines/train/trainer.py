@@ -1,4 +1,4 @@
-"""The `recrl train` job: RLlib updates, periodic validation, MLflow, checkpoints (SPEC §2-4).
+"""The `recrl train` job: RLlib updates, periodic validation, MLflow, checkpoints (design.md §2-4).
 
 One MLflow run per job: params = the resolved `TrainConfig`, metrics over updates = every
 loss component and Q statistic the Learner logs plus ``eval/…`` on val, tags = variant,

@@ -85,7 +85,7 @@ class TrialResources:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """How `recrl report` judges stability (SPEC §7)."""
+    """How `recrl report` judges stability (design.md §7)."""
 
     divergence_drop: float = 0.2
     """A run has diverged when its final metric is this fraction below its own best."""
@@ -99,7 +99,7 @@ class ReportConfig:
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """A Tune study (SPEC §7); see the module docstring."""
+    """A Tune study (design.md §7); see the module docstring."""
 
     name: str
     """Sweep name: folder ``runs/sweeps/<name>`` and the parent MLflow run's name."""
@@ -110,7 +110,7 @@ class StudyConfig:
     """SASRec: the prepared dataset (``recrl prepare`` output: local path, ``s3://`` or
     ``gs://``). Bandit: the logs of a fitted simulator (ml-100k), else empty."""
     variants: tuple[str, ...] = ()
-    """SASRec variants (SPEC §4); a grid dimension. Bandit studies name their policies as
+    """SASRec variants (design.md §4); a grid dimension. Bandit studies name their policies as
     a fixed or searched ``policy`` setting instead."""
     description: str = ""
     fixed: dict[str, Any] = field(default_factory=dict)
