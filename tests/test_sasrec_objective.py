@@ -9,7 +9,12 @@ from models.objectives import ce_loss, cql_loss, info_nce_loss, sample_negatives
 from models.sasrec.encoder import SASRecConfig
 from models.sasrec.loss import sasrec_objective
 from models.sasrec.network import SASRecQNetwork, objective_inputs
-from models.sasrec.objective_config import CO_WEIGHT, VARIANTS, objective_for
+from models.sasrec.objective_config import (
+    CO_WEIGHT,
+    VARIANTS,
+    SASRecObjectiveConfig,
+    objective_for,
+)
 from pipelines.train.config import TrainConfig
 
 N_ITEMS, L, B = 30, 4, 8
@@ -196,3 +201,10 @@ def test_target_passes_run_in_eval_mode_and_the_online_pass_in_train_mode():
     q_online = [inputs.q_at(items) for inputs in calls]
     assert not torch.allclose(q_online[0], q_online[1])  # the online pass: dropout on
     assert q_online[0].requires_grad
+
+
+def test_phase2_starts_at_the_update_after_warmup_steps_and_never_without_weighting():
+    ac = SASRecObjectiveConfig(td_weight=1.0, phase2="sac", warmup_steps=3)
+    assert [ac.in_phase2(u) for u in range(5)] == [False, False, False, True, True]
+    plain = SASRecObjectiveConfig(warmup_steps=0)
+    assert not plain.has_phase2 and not plain.in_phase2(10**6)

@@ -42,7 +42,7 @@ def sasrec_objective(
     actions = batch["action"].long()
     metrics: dict[str, Tensor] = {}
     total = inputs.logits.new_zeros(())
-    phase2 = config.phase2 != "none" and step >= config.warmup_steps
+    phase2 = config.in_phase2(step)
 
     q_data = q_neg = q_taken = None
     if config.uses_q:

@@ -80,6 +80,16 @@ class SASRecObjectiveConfig:
     def uses_q(self) -> bool:
         return self.td_weight > 0 or self.cql_alpha > 0
 
+    @property
+    def has_phase2(self) -> bool:
+        """Whether the CE is ever weighted (``phase2`` is not ``none``)."""
+        return self.phase2 != "none"
+
+    def in_phase2(self, updates: int) -> bool:
+        """Whether the update after ``updates`` earlier ones weights the CE (and, in the
+        learner, uses ``lr_phase2``): the one rule of design.md §4.5."""
+        return self.has_phase2 and updates >= self.warmup_steps
+
 
 CO_WEIGHT = 0.1
 """λ_co of the contrastive presets (``sasrec_co``, ``sasrec_ccql``). The paper's eq. (4) adds

@@ -205,5 +205,4 @@ class SASRecLearner(TorchLearner):
         """``lr`` during the warm-up, ``lr_phase2`` once the objective is in phase 2 (the same
         test as `sasrec_objective`, on the same counter)."""
         objective = module.objective
-        phase2 = objective.phase2 != "none" and module.num_updates >= objective.warmup_steps
-        return self.config.lr_phase2 if phase2 else self.config.lr
+        return self.config.lr_phase2 if objective.in_phase2(module.num_updates) else self.config.lr

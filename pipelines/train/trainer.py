@@ -174,7 +174,7 @@ def train(
     progress = _read_progress(resume_from) if resume_from else None
 
     objective = config.objective
-    if objective.phase2 != "none" and objective.warmup_steps >= config.total_steps:
+    if objective.has_phase2 and not objective.in_phase2(config.total_steps - 1):
         logger.warning(
             "warmup_steps (%d) >= total_steps (%d): %s never reaches its phase 2 (%s "
             "weighting); lower warmup_steps to train it",
