@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from pipelines.slate.policy_names import POLICIES
+
 _EPILOG = """\
 policies:
   cdqn     cascading Q-networks on the learned reward (GAN-CDQN)
@@ -24,9 +26,6 @@ examples:
       --user-model runs/um-train/user_model.pt --test-user-model runs/um-test/user_model.pt \\
       --seeds 0 1 2 --episodes 1000 --steps 20000 --out runs/slate
 """
-
-
-POLICIES = ("cdqn", "rwd1", "gdqn", "greedy", "random", "offline")
 
 
 def register(commands) -> None:

@@ -31,12 +31,12 @@ from pipelines.atomic_output import atomic_writes
 from pipelines.display_sets.records import load_display_sets
 from pipelines.slate.evaluation import evaluate_policy, item_feature_table
 from pipelines.slate.offline_slate_q import train_offline_slate_q
+from pipelines.slate.policy_names import POLICIES
 from pipelines.slate.slate_q_config import CDQNConfig
 from pipelines.slate.slate_q_training import ModuleSlatePolicy, train_slate_q
 from pipelines.tracking import NullTracker, Tracker
 
 logger = logging.getLogger(__name__)
-POLICIES = ("cdqn", "rwd1", "gdqn", "greedy", "random", "offline")
 
 
 @dataclass(frozen=True)
