@@ -149,6 +149,22 @@ def group(trials: list[Trial]) -> dict[str, list[Trial]]:
     return dict(sorted(out.items(), key=lambda kv: (order.get(kv[1][0].variant, 99), kv[0])))
 
 
+def final_val_table(trials: list[Trial], event: str) -> str:
+    """Val HR/NDCG@5/10/20 of ``event`` at each run's last evaluation (mean ± std over
+    seeds)."""
+    head = [f"HR@{k}" for k in KS] + [f"NDCG@{k}" for k in KS]
+    lines = ["| run | seeds | updates | " + " | ".join(head) + " |",
+             "|---|---|---|" + "---|" * len(head)]  # fmt: skip
+    for name, runs in group(trials).items():
+        cells = [mean_std([t.val.get(f"eval/{m}_{k}_{event}", [math.nan])[-1] for t in runs])
+                 for m in ("hr", "ndcg") for k in KS]  # fmt: skip
+        seeds = ",".join(str(t.seed) for t in runs)
+        updates = "/".join(str(t.steps[-1] if t.steps else 0) for t in runs)
+        mark = "" if all(t.finished for t in runs) else " (running)"
+        lines.append(f"| {name}{mark} | {seeds} | {updates} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def test_table(trials: list[Trial], event: str) -> str:
     """Test HR/NDCG@5/10/20 of ``event`` (mean ± std over seeds), popularity last."""
     head = [f"HR@{k}" for k in KS] + [f"NDCG@{k}" for k in KS]
@@ -260,6 +276,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"## {title}\n\n(no runs yet)\n")
             continue
         print(f"## {title}\n\nTest split, {event}:\n\n{test_table(trials, event)}\n")
+        print(f"Validation split at the last evaluation, {event}:\n\n"
+              f"{final_val_table(trials, event)}\n")  # fmt: skip
         print(f"Validation curve ({metric}):\n\n{val_table(trials, metric)}\n")
     if args.figure and comparison:
         figure(comparison, Path(args.figure), CURVE_METRIC,
