@@ -38,7 +38,8 @@ import torch  # noqa: E402
 
 from models.bandits.ren import ren_slate, ren_slate_lazy, ren_slate_recompute  # noqa: E402
 from pipelines.bandit.config import BanditRunConfig  # noqa: E402
-from pipelines.bandit.loop import BanditRunResult, run_bandit  # noqa: E402
+from pipelines.bandit.job import run_bandit  # noqa: E402
+from pipelines.bandit.loop import BanditRunResult  # noqa: E402
 
 logger = logging.getLogger("bandit_bench")
 LATENCY_TARGET_MS = 17.5

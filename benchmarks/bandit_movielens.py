@@ -49,7 +49,7 @@ import numpy as np  # noqa: E402
 
 from models.bandits.registry import policy_config  # noqa: E402
 from pipelines.bandit.config import BanditRunConfig  # noqa: E402
-from pipelines.bandit.loop import run_bandit  # noqa: E402
+from pipelines.bandit.job import run_bandit  # noqa: E402
 
 logger = logging.getLogger("bandit_movielens")
 REFERENCES = ("oracle",)

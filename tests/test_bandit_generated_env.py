@@ -18,7 +18,8 @@ from envs.user_choice import (
     unobserved_pairs,
 )
 from pipelines.bandit.config import BanditRunConfig
-from pipelines.bandit.loop import fitted_simulator, make_environment, run_bandit
+from pipelines.bandit.job import run_bandit
+from pipelines.bandit.loop import fitted_simulator, make_environment
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch
 
 from models.bandits import POLICIES
 from pipelines.bandit.config import BanditRunConfig
-from pipelines.bandit.loop import run_bandit
+from pipelines.bandit.job import run_bandit
 from pipelines.cli import main
 from pipelines.tracking import Tracker
 

@@ -25,7 +25,7 @@ from pipelines.bandit.bandit_rl_module import (
     bandit_module_config,
 )
 from pipelines.bandit.config import BanditRunConfig
-from pipelines.bandit.loop import run_bandit
+from pipelines.bandit.job import run_bandit
 
 
 def build_module(policy: str, n_items: int = 3, **settings) -> BanditRLModule:

@@ -11,7 +11,7 @@ from models.bandits.sequence_representation import (
     SequenceRepresentationConfig,
 )
 from pipelines.bandit.config import BanditRunConfig
-from pipelines.bandit.loop import run_bandit
+from pipelines.bandit.job import run_bandit
 
 SMALL = SequenceRepresentationConfig(hidden_size=8, max_len=4, steps_per_refit=60, batch_size=64)
 

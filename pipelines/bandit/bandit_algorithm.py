@@ -201,7 +201,7 @@ def algorithm_config(config: BanditRunConfig) -> BanditAlgorithmConfig:
 def run_bandit_rllib(
     config: BanditRunConfig, tracker: Tracker | None = None, *, progress: bool = True
 ) -> BanditRunResult:
-    """``config.rounds`` rounds on RLlib; same result and metrics as ``loop.run_bandit``
+    """``config.rounds`` rounds on RLlib; same result and metrics as ``loop.run_loop``
     (needs a Ray runtime: ``pipelines.ray_runtime.ensure_ray``)."""
     from tqdm import tqdm
 

@@ -106,33 +106,11 @@ def fitted_simulator(env: str, data_path: str, seed: int):
     return fit_simulator(logged, click_config), item_topics(logged)
 
 
-def run_bandit(
+def run_loop(
     config: BanditRunConfig, tracker: Tracker | None = None, *, progress: bool = True
 ) -> BanditRunResult:
-    """Run ``config.rounds`` rounds; log to ``tracker`` (a started run) when given.
-
-    ``config.backend = 'rllib'`` runs the same agent on RLlib
-    (``bandit_algorithm.run_bandit_rllib``; starts a local Ray runtime when none is up).
-
-    Torch runs single-threaded inside the loop: its tensors are tiny (d = 8, a few thousand
-    rows), and intra-op threads then cost far more in synchronisation than they save —
-    measured 66 ms against 0.6 ms for one ridge sweep on a loaded 2-core machine.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        if config.backend == "rllib":
-            from pipelines.bandit.bandit_algorithm import run_bandit_rllib
-            from pipelines.ray_runtime import ensure_ray
-
-            ensure_ray()
-            return run_bandit_rllib(config, tracker, progress=progress)
-        return _run(config, tracker, progress)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run(config: BanditRunConfig, tracker: Tracker | None, progress: bool) -> BanditRunResult:
+    """The ``loop`` back end of `pipelines.bandit.job.run_bandit`: policy and simulator
+    stepped in this process, no Ray runtime."""
     torch.manual_seed(config.seed)
     env = make_environment(config)
     observation, _ = env.reset(seed=config.seed)

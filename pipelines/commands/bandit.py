@@ -122,7 +122,7 @@ def register(commands) -> None:
 
 def run(args) -> int:
     from pipelines.bandit.config import BanditRunConfig
-    from pipelines.bandit.loop import run_bandit
+    from pipelines.bandit.job import run_bandit
     from pipelines.checks import check_input, check_output_dir
     from pipelines.commands.overrides import parse_overrides
     from pipelines.settings import refused
