@@ -111,9 +111,9 @@ def test_cascading_td_loss_on_hand_values():
         q_taken, torch.tensor([1.0, 0.0]), torch.tensor([False, True]),
         torch.tensor([4.0, 100.0]), gamma=0.5,
     )  # fmt: skip
-    # y = [1 + 0.5·4, 0 + 0] = [3, 0]; errors² = 4, 1, 0, 1
-    assert float(loss.detach()) == pytest.approx(1.5)
+    # y = [1 + 0.5·4, 0 + 0] = [3, 0]; errors² = 4, 1, 0, 1 → ½·mean = 0.75
+    assert float(loss.detach()) == pytest.approx(0.75)
     assert float(diag["q/target_mean"]) == pytest.approx(1.5)
     assert float(diag["q/cascade_gap"]) == pytest.approx(0.5)
     loss.backward()
-    assert q_taken.grad.tolist() == [[-1.0, -0.5], [0.0, 0.5]]  # d/dQ of mean (y−Q)²
+    assert q_taken.grad.tolist() == [[-0.5, -0.25], [0.0, 0.25]]  # d/dQ of ½·mean (y−Q)²

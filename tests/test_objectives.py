@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from models.objectives import (
     ce_loss,
     cql_loss,
-    double_q_targets,
     info_nce_loss,
     negative_td_loss,
     propensity_factor,
@@ -19,6 +18,7 @@ from models.objectives import (
     sac_weights,
     sample_negatives,
     td_loss,
+    td_target,
 )
 from models.objectives.negatives import nth_allowed
 from models.sasrec import QHead, SASRecConfig, SASRecEncoder
@@ -67,12 +67,12 @@ def test_double_q_target_bootstraps_from_the_next_value_unless_done():
     next_value = t([4.0, 7.0])
     reward = t([0.2, 1.0])
     done = torch.tensor([False, True])
-    y = double_q_targets(next_value, reward, done, gamma=0.5)
+    y = td_target(next_value, reward, done, gamma=0.5)
     # row 0: 0.2 + 0.5 * 1 * 4 = 2.2; row 1: done -> 1.0 + 0 = 1.0 (7 is masked)
     close(y, [2.2, 1.0])
     # without done, row 1 bootstraps from 7: 1 + 0.5 * 7 = 4.5
-    close(double_q_targets(next_value, reward, ~done, 0.5)[1], 4.5)
-    assert not double_q_targets(next_value.requires_grad_(), reward, done, 0.5).requires_grad
+    close(td_target(next_value, reward, ~done, 0.5)[1], 4.5)
+    assert not td_target(next_value.requires_grad_(), reward, done, 0.5).requires_grad
 
 
 def test_td_loss_hand_computed_and_gradient_only_on_taken_action():

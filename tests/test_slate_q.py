@@ -139,13 +139,13 @@ def test_additive_td_loss_on_hand_values():
         q_items, torch.tensor([1.0, 0.0]), torch.tensor([False, True]),
         torch.tensor([3.0, 50.0]), gamma=0.5,
     )  # fmt: skip
-    # Q(s, A) = [1.5, 2.0]; y = [1 + 0.5·3, 0] = [2.5, 0]; errors² = 1, 4 → mean 2.5
-    assert float(loss.detach()) == pytest.approx(2.5)
+    # Q(s, A) = [1.5, 2.0]; y = [1 + 0.5·3, 0] = [2.5, 0]; errors² = 1, 4 → ½·mean 1.25
+    assert float(loss.detach()) == pytest.approx(1.25)
     assert float(diag["q/mean"]) == pytest.approx(1.75)
     assert float(diag["q/target_mean"]) == pytest.approx(1.25)
     loss.backward()
-    # d/dq_j of mean (y − Σ q)² = −(y − Q)  (mean over 2 rows: 2·e/2): [−1, −1], [2, 2]
-    assert q_items.grad.tolist() == [[-1.0, -1.0], [2.0, 2.0]]
+    # d/dq_j of ½·mean (y − Σ q)² = −(y − Q)/2 (2 rows): [−0.5, −0.5], [1, 1]
+    assert q_items.grad.tolist() == [[-0.5, -0.5], [1.0, 1.0]]
 
 
 def _offline_views():

@@ -8,13 +8,12 @@ from models.objectives.contrastive import info_nce_loss
 from models.objectives.cql import CQLActions, cql_loss
 from models.objectives.negatives import sample_negatives
 from models.objectives.sa2c import propensity_factor, sa2c_advantage, sa2c_weights, sac_weights
-from models.objectives.td import double_q_targets, negative_td_loss, td_loss
+from models.objectives.td import negative_td_loss, td_loss, td_target
 
 __all__ = [
     "CQLActions",
     "ce_loss",
     "cql_loss",
-    "double_q_targets",
     "info_nce_loss",
     "negative_td_loss",
     "propensity_factor",
@@ -23,4 +22,5 @@ __all__ = [
     "sac_weights",
     "sample_negatives",
     "td_loss",
+    "td_target",
 ]

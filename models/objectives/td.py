@@ -15,14 +15,15 @@ from __future__ import annotations
 from torch import Tensor
 
 
-def double_q_targets(next_value: Tensor, reward: Tensor, done: Tensor, gamma: float) -> Tensor:
-    """Double-Q TD target ``y = r + γ·(1 − done)·Q_target(s', argmax_a Q_online(s', a))``.
+def td_target(next_value: Tensor, reward: Tensor, done: Tensor, gamma: float) -> Tensor:
+    """TD target ``y = r + γ·(1 − done)·V(s')``, detached: the one target of every Q-learning
+    loss in recrl, the SASRec family's and the slate Q-networks'.
 
-    Shapes: ``next_value`` = ``Q_target(s', a*)`` [B], the target network's value of the
-    online network's greedy action ``a* = argmax_a Q_online(s', a)`` over every item;
-    ``reward`` [B] float; ``done`` [B] (bool or 0/1). Returns ``y`` [B], detached. With the
-    SQN recipe of two networks swapped at random, "online" is the network being trained and
-    "target" is the other one.
+    ``next_value`` [B] is the double-Q value of s', ``Q_target(s', argmax_a Q_online(s', a))``:
+    the target network's value of the online network's greedy action over every item (SASRec)
+    or of its greedy slate (cascading DQN, Algorithm 1). ``reward`` [B] float; ``done`` [B]
+    (bool or 0/1). With the SQN recipe of two networks swapped at random, "online" is the
+    network being trained and "target" is the other one.
     """
     not_done = 1.0 - done.float()
     return (reward.float() + gamma * not_done * next_value.detach().float()).detach()
@@ -32,7 +33,7 @@ def td_loss(q_data: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, Tensor]]
     """TD loss ``L_TD = 1/B · Σ_b ½ (y_b − Q(s_b, a_b))²`` (design.md §4 "TD"; paper eq. (1)).
 
     Shapes: ``q_data`` = Q_online(s_b, a_b) [B] at the logged action (carries the gradient),
-    ``targets`` = ``double_q_targets(...)`` [B] (treated as constants).
+    ``targets`` = ``td_target(...)`` [B] (treated as constants).
 
     Diagnostics: ``loss/td``, ``q/mean`` and ``q/max`` (over Q(s, a_data)), ``q/td_error``
     (mean |y − Q(s, a)|) and ``q/target_mean``.

@@ -8,12 +8,12 @@ from torch import Tensor
 from models.objectives import (
     ce_loss,
     cql_loss,
-    double_q_targets,
     info_nce_loss,
     negative_td_loss,
     sa2c_weights,
     sac_weights,
     td_loss,
+    td_target,
 )
 from models.sasrec.network import ObjectiveInputs
 from models.sasrec.objective_config import SASRecObjectiveConfig
@@ -72,7 +72,7 @@ def sasrec_objective(
 
     if config.td_weight > 0:
         assert q_data is not None and inputs.next_value is not None
-        targets = double_q_targets(inputs.next_value, batch["reward"], batch["done"], config.gamma)
+        targets = td_target(inputs.next_value, batch["reward"], batch["done"], config.gamma)
         td, info = td_loss(q_data, targets)
         metrics.update(info)
         if inputs.q_mean is not None:

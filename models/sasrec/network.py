@@ -99,7 +99,7 @@ def objective_inputs(
     gives targets. The state and both augmented views go through ``trained`` as one batch,
     in the mode the caller set (train mode: dropout on). Every pass that feeds a TD target
     runs without gradient in eval mode: no dropout noise reaches a target, as in
-    `double_q_targets`' definition ``y = r + γ·Q_target(s', argmax_a Q_online(s', a))``.
+    `td_target`'s definition ``y = r + γ·Q_target(s', argmax_a Q_online(s', a))``.
 
     Only what each term reads is computed: the CE needs the supervised logits over every
     item; the greedy picks of double Q need ``trained``'s Q over every item at s' (and at s

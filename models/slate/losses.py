@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from models.objectives.td import td_target
+
 
 def cascading_td_loss(
     q_taken: Tensor, reward: Tensor, done: Tensor, next_q_k: Tensor, *, gamma: float
@@ -13,12 +15,13 @@ def cascading_td_loss(
 
     q_taken: [B, k] Q_j(s, a_1..a_j) of the slate shown; reward, done: [B];
     next_q_k: [B] Q_k of the next state at its greedy slate a*' (from the target network;
-    no gradient flows into it). Loss = mean over rows and j of (y − Q_j)².
+    no gradient flows into it). Loss = mean over rows and j of ½(y − Q_j)², the convention of
+    the SASRec family's `td_loss`, so ``loss/td`` means the same in both.
     Diagnostics: ``loss/td``, ``q/mean``, ``q/target_mean`` and ``q/cascade_gap`` = mean
     |Q_j − Q_k| over the slate, the violation of the consistency constraint eq. 10.
     """
-    y = reward + gamma * (1.0 - done.to(reward.dtype)) * next_q_k.detach()
-    loss = ((y[:, None] - q_taken) ** 2).mean()
+    y = td_target(next_q_k, reward, done, gamma)
+    loss = 0.5 * ((y[:, None] - q_taken) ** 2).mean()
     return loss, {
         "loss/td": loss.detach(),
         "q/mean": q_taken.mean().detach(),
@@ -34,12 +37,12 @@ def additive_td_loss(
 
     q_items: [B, k] q(s, a_j) of the slate shown; reward, done: [B]; next_value: [B]
     Σ_j q^target(s', a*'_j) (no gradient flows into it). Loss = mean over rows of
-    (y − Σ_j q(s, a_j))². Diagnostics: ``loss/td``, ``q/mean`` (of Q(s, A)),
-    ``q/target_mean``.
+    ½(y − Σ_j q(s, a_j))², as in `cascading_td_loss`. Diagnostics: ``loss/td``, ``q/mean``
+    (of Q(s, A)), ``q/target_mean``.
     """
     q_slate = q_items.sum(dim=1)
-    y = reward + gamma * (1.0 - done.to(reward.dtype)) * next_value.detach()
-    loss = ((y - q_slate) ** 2).mean()
+    y = td_target(next_value, reward, done, gamma)
+    loss = 0.5 * ((y - q_slate) ** 2).mean()
     return loss, {
         "loss/td": loss.detach(),
         "q/mean": q_slate.mean().detach(),

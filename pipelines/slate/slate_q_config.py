@@ -106,6 +106,10 @@ def slate_q_algorithm_config(
             tau=config.tau,
             target_network_update_freq=1,
             epsilon=config.epsilon_schedule(),
+            # DQN's clip at global norm 40, halved with the loss: the TD loss carries the ½
+            # of the SASRec family's (`models.slate.losses`), and this keeps the clipped
+            # updates as they were under the unhalved loss (Adam ignores the scale).
+            grad_clip=20.0,
         )
         .reporting(min_sample_timesteps_per_iteration=0, min_time_s_per_iteration=0)
         .debugging(seed=config.seed)
