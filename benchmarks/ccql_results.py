@@ -221,7 +221,8 @@ def figure(trials: list[Trial], path: Path, metric: str, title: str) -> None:
             continue
         table = np.array([[t.val[metric][t.steps.index(s)] for s in common] for t in runs])
         mean, std = table.mean(axis=0), table.std(axis=0)
-        ax.plot(common, mean, marker="o", markersize=3, label=f"{name} ({len(runs)} seed)")
+        seeds = f"{len(runs)} seed" + ("s" if len(runs) > 1 else "")
+        ax.plot(common, mean, marker="o", markersize=3, label=f"{name} ({seeds})")
         if len(runs) > 1:
             ax.fill_between(common, mean - std, mean + std, alpha=0.2)
     ax.set_xlabel("updates")
