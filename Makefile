@@ -10,7 +10,7 @@ STAMP := $(VENV)/.recrl-installed
 
 .PHONY: install demo test test-fast lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first: a CPU build of the pinned version, so the project's range adds nothing.

@@ -35,11 +35,10 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-from models.bandits.ren import ren_slate, ren_slate_lazy, ren_slate_recompute  # noqa: E402
-from pipelines.bandit.config import BanditRunConfig  # noqa: E402
-from pipelines.bandit.job import run_bandit  # noqa: E402
-from pipelines.bandit.loop import BanditRunResult  # noqa: E402
+from recrl.models.bandits.ren import ren_slate, ren_slate_lazy, ren_slate_recompute  # noqa: E402
+from recrl.pipelines.bandit.config import BanditRunConfig  # noqa: E402
+from recrl.pipelines.bandit.job import run_bandit  # noqa: E402
+from recrl.pipelines.bandit.loop import BanditRunResult  # noqa: E402
 
 logger = logging.getLogger("bandit_bench")
 LATENCY_TARGET_MS = 17.5
@@ -233,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _log_to_mlflow(report: dict, figure: Path | None, summary: Path) -> None:
-    from pipelines.tracking import Tracker, dashboard_command
+    from recrl.pipelines.tracking import Tracker, dashboard_command
 
     with Tracker(experiment="recrl-bandit-bench") as tracker:
         tracker.start("bandit_bench", params=report.get("figure_settings", {}))

@@ -46,10 +46,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
-
-from models.bandits.registry import policy_config  # noqa: E402
-from pipelines.bandit.config import BanditRunConfig  # noqa: E402
-from pipelines.bandit.job import run_bandit  # noqa: E402
+from recrl.models.bandits.registry import policy_config  # noqa: E402
+from recrl.pipelines.bandit.config import BanditRunConfig  # noqa: E402
+from recrl.pipelines.bandit.job import run_bandit  # noqa: E402
 
 logger = logging.getLogger("bandit_movielens")
 REFERENCES = ("oracle",)
@@ -252,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"\nplot: {figure}\nsummary: {summary}")
     if not args.no_mlflow:
-        from pipelines.tracking import Tracker
+        from recrl.pipelines.tracking import Tracker
 
         with Tracker(experiment="recrl-bandit-bench") as tracker:
             tracker.start("bandit_movielens", params=settings)

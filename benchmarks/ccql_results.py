@@ -71,7 +71,7 @@ class Trial:
 
 def export(trial: Trial, root: Path) -> Path:
     """Write one finished trial as ``root/<study>/<slug>.json`` (atomically)."""
-    from pipelines.atomic_output import atomic_write
+    from recrl.pipelines.atomic_output import atomic_write
 
     path = root / trial.study / f"{trial.slug}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,8 +211,7 @@ def figure(trials: list[Trial], path: Path, metric: str, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from pipelines.atomic_output import atomic_write
+    from recrl.pipelines.atomic_output import atomic_write
 
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for name, runs in group(trials).items():
@@ -247,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="save the finished trials of the sweeps folder first")  # fmt: skip
     args = parser.parse_args(argv)
 
-    from pipelines.tracking_names import absolute_tracking_uri
+    from recrl.pipelines.tracking_names import absolute_tracking_uri
 
     uri = absolute_tracking_uri(args.tracking_uri)
     storage, results = Path(args.storage), Path(args.results)

@@ -4,7 +4,7 @@ A SASRec network (random weights; the supervised bias set to log(1 + train count
 item, so that the ranking resembles a trained model's and HR/NDCG@k are far from zero)
 scores a prepared split, by default RC15 val (25.9k events × 17.8k items), twice:
 
-- recrl: ``pipelines.evaluation.evaluate`` with a score function;
+- recrl: ``recrl.pipelines.evaluation.evaluate`` with a score function;
 - bare: one [N, H] × [H, I] product in chunks of ``--bare-chunk`` rows, the rank of the
   true item (the number of items scoring at least as high, itself included: recrl's
   pessimistic tie rule), and the metrics from the ranks.
@@ -22,7 +22,7 @@ digit: the bare side sums the NDCG gains and the rewards of the hits exactly (``
 correctly rounded), recrl from exact rank counts; identical ranks give identical values.
 Untimed, recrl's scores are ranked once more to compare the ranks of the two sides, and
 recrl's metrics are set against the per-batch float64 sums of
-``models.evaluation.ranking_sums`` (how evaluation summed before; they may differ in the
+``recrl.models.evaluation.ranking_sums`` (how evaluation summed before; they may differ in the
 last digit, as float64 sums in another order).
 
     python benchmarks/eval_bench.py --data data/rc15 --threads 1
@@ -44,17 +44,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
-
-from models.evaluation.ranking import (  # noqa: E402
+from recrl.models.evaluation.ranking import (  # noqa: E402
     finalize_ranking,
     merge_sums,
     ranking_sums,
     true_item_ranks,
 )
-from models.sasrec.encoder import SASRecConfig  # noqa: E402
-from models.sasrec.network import SASRecQNetwork  # noqa: E402
-from pipelines.evaluation import EvalConfig, EvalData, evaluate, load_eval_split  # noqa: E402
-from pipelines.prepare.meta import read_meta  # noqa: E402
+from recrl.models.sasrec.encoder import SASRecConfig  # noqa: E402
+from recrl.models.sasrec.network import SASRecQNetwork  # noqa: E402
+from recrl.pipelines.evaluation import EvalConfig, EvalData, evaluate, load_eval_split  # noqa: E402
+from recrl.pipelines.prepare.meta import read_meta  # noqa: E402
 
 RATIO_TARGET = 1.3
 EVENTS = ("click", "purchase")

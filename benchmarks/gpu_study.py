@@ -1,7 +1,7 @@
 """Benchmark: a whole sweep in one GPU window — aggregate updates/s and wall time.
 
 Runs a study (default ``tune_configs/negatives_gpu.yaml``: snqn, sa2c and sasrec_ccql ×
-n_neg {1, 5, 10, 20, 50} × 2 seeds = 30 trials) through `pipelines.tune.sweep.run_sweep`,
+n_neg {1, 5, 10, 20, 50} × 2 seeds = 30 trials) through `recrl.pipelines.tune.sweep.run_sweep`,
 the code path of ``recrl tune``, at a budget of ``--steps`` updates per trial, and reports
 the wall time of the sweep and its aggregate throughput: the updates of all trials divided
 by that wall time. Target on one machine with one H200 and 16 CPUs: ≥ 500 updates/s, i.e.
@@ -35,7 +35,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines.tune.study import StudyConfig, load_study  # noqa: E402
+from recrl.pipelines.tune.study import StudyConfig, load_study  # noqa: E402
 
 logger = logging.getLogger("gpu_study")
 
@@ -134,8 +134,7 @@ def run_gpu_study(
 ) -> StudySummary:
     """Run ``study`` as ``recrl tune`` does (Ray must be up) and summarise the sweep."""
     import ray
-
-    from pipelines.tune.sweep import max_concurrent_trials, run_sweep, with_reader_cpus
+    from recrl.pipelines.tune.sweep import max_concurrent_trials, run_sweep, with_reader_cpus
 
     cluster = ray.cluster_resources()
     concurrency = max_concurrent_trials(with_reader_cpus(study), cluster.get("CPU", 0.0))
@@ -225,7 +224,7 @@ def format_summary(summary: StudySummary) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.commands.overrides import parse_overrides
+    from recrl.pipelines.commands.overrides import parse_overrides
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--study", type=Path, default=DEFAULT_STUDY)
@@ -244,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    from pipelines.ray_runtime import ensure_ray
+    from recrl.pipelines.ray_runtime import ensure_ray
 
     if os.environ.get("RAY_ADDRESS", "local") == "local":
         os.environ.pop("RAY_ADDRESS", None)  # a local runtime, with --num-cpus honoured

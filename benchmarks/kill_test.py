@@ -185,7 +185,7 @@ def final_metrics(run_dir: Path) -> dict:
 
 
 def recrl_argv(*argv) -> list[str]:
-    return [sys.executable, "-m", "pipelines.cli", "-q", *(str(a) for a in argv)]
+    return [sys.executable, "-m", "recrl.pipelines.cli", "-q", *(str(a) for a in argv)]
 
 
 def env() -> dict:

@@ -29,8 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines.prepare.meta import read_meta  # noqa: E402
-from pipelines.train.config import TrainConfig  # noqa: E402
+from recrl.pipelines.prepare.meta import read_meta  # noqa: E402
+from recrl.pipelines.sasrec.config import TrainConfig  # noqa: E402
 
 logger = logging.getLogger("learner_scaling")
 
@@ -48,7 +48,7 @@ class ScalingRow:
 
 def measure(config: TrainConfig, iterations: int, per_iteration: int) -> ScalingRow:
     """Time ``iterations`` iterations after a warm-up one; check the replicas agree."""
-    from pipelines.train.sasrec_algorithm import build_algorithm, learner_placements
+    from recrl.pipelines.sasrec.algorithm import build_algorithm, learner_placements
 
     algo = build_algorithm(config, read_meta(config.data), iteration_updates=per_iteration)
     try:
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    from pipelines.ray_runtime import ensure_ray
+    from recrl.pipelines.ray_runtime import ensure_ray
 
     ensure_ray(num_cpus=args.num_cpus)
     resources = {}

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from pipelines.prepare.split import SPLITS, assign_splits
+from recrl.pipelines.prepare.split import SPLITS, assign_splits
 
 
 def yoochoose_events(clicks_csv: str, buys_csv: str) -> pd.DataFrame:
@@ -110,9 +109,8 @@ def generated_events(frame: pd.DataFrame) -> pd.DataFrame:
 def read_split(folder, name: str) -> pd.DataFrame:
     """A split written by `recrl prepare`, sequences as Python lists, in session order."""
     import pyarrow.parquet as pq
-
-    from models import batch as cols
-    from pipelines.prepare.stages import list_to_matrix
+    from recrl.models import batch as cols
+    from recrl.pipelines.prepare.stages import list_to_matrix
 
     table = pq.read_table(f"{folder}/{name}")
     frame = table.drop_columns([cols.STATE, cols.NEXT_STATE]).to_pandas()

@@ -23,17 +23,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from recrl.envs.generated_dataset import write_generated_dataset  # noqa: E402
+from recrl.envs.session_generator import SessionGeneratorConfig  # noqa: E402
+from recrl.pipelines.prepare.config import PrepareConfig  # noqa: E402
+from recrl.pipelines.prepare.pipeline import prepare  # noqa: E402
+from recrl.pipelines.ray_runtime import ensure_ray  # noqa: E402
+
 from benchmarks.pandas_baseline import (  # noqa: E402
     assert_same_transitions,
     build_transitions,
     generated_events,
     yoochoose_events,
 )
-from envs.generated_dataset import write_generated_dataset  # noqa: E402
-from envs.session_generator import SessionGeneratorConfig  # noqa: E402
-from pipelines.prepare.config import PrepareConfig  # noqa: E402
-from pipelines.prepare.pipeline import prepare  # noqa: E402
-from pipelines.ray_runtime import ensure_ray  # noqa: E402
 
 logger = logging.getLogger("prepare_bench")
 YOOCHOOSE = REPO.parent / "shared" / "data" / "yoochoose-rc15-sample"

@@ -25,8 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
-
-from models.bandits.ren import ren_slate_lazy, ren_slate_lazy_heap  # noqa: E402
+from recrl.models.bandits.ren import ren_slate_lazy, ren_slate_lazy_heap  # noqa: E402
 
 RATIO_TARGET = 0.8
 

@@ -40,20 +40,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
-
-from models.slate.cascading import CascadingQNetwork  # noqa: E402
-from models.user_model.baselines import (  # noqa: E402
+from recrl.models.slate.cascading import CascadingQNetwork  # noqa: E402
+from recrl.models.user_model.baselines import (  # noqa: E402
     CooccurrenceKNN,
     LogisticClickModel,
     PopularityBaseline,
     softmax_log_likelihood,
 )
-from models.user_model.config import UserModelConfig  # noqa: E402
-from models.user_model.metrics import precision_metrics  # noqa: E402
-from models.user_model.trainer import evaluate, fit_user_model  # noqa: E402
-from pipelines.display_sets.build import build_display_sets  # noqa: E402
-from pipelines.display_sets.config import DisplaySetConfig  # noqa: E402
-from pipelines.display_sets.records import load_display_sets  # noqa: E402
+from recrl.models.user_model.config import UserModelConfig  # noqa: E402
+from recrl.models.user_model.metrics import precision_metrics  # noqa: E402
+from recrl.models.user_model.trainer import evaluate, fit_user_model  # noqa: E402
+from recrl.pipelines.display_sets.build import build_display_sets  # noqa: E402
+from recrl.pipelines.display_sets.config import DisplaySetConfig  # noqa: E402
+from recrl.pipelines.display_sets.records import load_display_sets  # noqa: E402
 
 logger = logging.getLogger("slate_bench")
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "movielens-100k"
@@ -215,8 +214,7 @@ def _start_ray(attempts: int = 5) -> None:
     """A small local Ray for the RLlib trainings; on a loaded machine the raylet can miss
     Ray's fixed 30 s start-up window, so try again."""
     import ray
-
-    from pipelines.ray_runtime import ensure_ray
+    from recrl.pipelines.ray_runtime import ensure_ray
 
     for attempt in range(1, attempts + 1):
         try:

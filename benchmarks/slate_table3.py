@@ -22,19 +22,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from envs.user_model_env import UserModelEnv, UserModelEnvConfig
-from models.slate.policies import GreedyUserModelPolicy, RandomSlatePolicy
-from models.user_model.checkpoint import LoadedUserModel
-from models.user_model.config import UserModelConfig
-from models.user_model.trainer import fit_user_model
-from pipelines.display_sets.build import build_display_sets
-from pipelines.display_sets.config import DisplaySetConfig
-from pipelines.display_sets.records import load_display_sets
-from pipelines.slate.evaluation import evaluate_policy, item_feature_table
-from pipelines.slate.offline_slate_q import train_offline_slate_q
-from pipelines.slate.slate_q_config import CDQNConfig
-from pipelines.slate.slate_q_training import ModuleSlatePolicy, train_slate_q
+from recrl.envs.user_model_env import UserModelEnv, UserModelEnvConfig
+from recrl.models.slate.policies import GreedyUserModelPolicy, RandomSlatePolicy
+from recrl.models.user_model.checkpoint import LoadedUserModel
+from recrl.models.user_model.config import UserModelConfig
+from recrl.models.user_model.trainer import fit_user_model
+from recrl.pipelines.display_sets.build import build_display_sets
+from recrl.pipelines.display_sets.config import DisplaySetConfig
+from recrl.pipelines.display_sets.records import load_display_sets
+from recrl.pipelines.slate.config import CDQNConfig
+from recrl.pipelines.slate.evaluation import evaluate_policy, item_feature_table
+from recrl.pipelines.slate.offline import train_offline_slate_q
+from recrl.pipelines.slate.training import ModuleSlatePolicy, train_slate_q
 
 logger = logging.getLogger("slate_bench.table3")
 POLICIES = ("CDQN", "Greedy", "Random", "GDQN", "RWD1", "DQN-Off")

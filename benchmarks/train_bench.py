@@ -33,15 +33,14 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
-
-from models.objectives import sample_negatives  # noqa: E402
-from models.sasrec.encoder import SASRecConfig  # noqa: E402
-from models.sasrec.loss import sasrec_objective  # noqa: E402
-from models.sasrec.network import SASRecQNetwork, objective_inputs  # noqa: E402
-from models.sasrec.precision import PRECISIONS, autocast_dtype  # noqa: E402
-from pipelines.prepare.meta import read_meta  # noqa: E402
-from pipelines.prepare.stages import list_to_matrix  # noqa: E402
-from pipelines.train.config import TrainConfig  # noqa: E402
+from recrl.models.objectives import sample_negatives  # noqa: E402
+from recrl.models.sasrec.encoder import SASRecConfig  # noqa: E402
+from recrl.models.sasrec.loss import sasrec_objective  # noqa: E402
+from recrl.models.sasrec.network import SASRecQNetwork, objective_inputs  # noqa: E402
+from recrl.models.sasrec.precision import PRECISIONS, autocast_dtype  # noqa: E402
+from recrl.pipelines.prepare.meta import read_meta  # noqa: E402
+from recrl.pipelines.prepare.stages import list_to_matrix  # noqa: E402
+from recrl.pipelines.sasrec.config import TrainConfig  # noqa: E402
 
 logger = logging.getLogger("train_bench")
 COLUMNS = ("state", "state_len", "action", "reward", "done", "next_state", "next_state_len")
@@ -168,8 +167,8 @@ def gathered_and_full_updates_per_s(
 
 
 def rllib_updates_per_s(config: TrainConfig, meta: dict, steps: int) -> float:
-    from pipelines.ray_runtime import ensure_ray
-    from pipelines.train.sasrec_algorithm import build_algorithm, learner_metrics
+    from recrl.pipelines.ray_runtime import ensure_ray
+    from recrl.pipelines.sasrec.algorithm import build_algorithm, learner_metrics
 
     ensure_ray()
     algo = build_algorithm(config, meta)
@@ -222,7 +221,7 @@ def quality(
     finish, and a (variant, seed, steps) already there is not trained again, so a long run
     can be split across processes or resumed after an interruption. ``settings`` (GPU,
     precision) go to every run's config."""
-    from pipelines.train.trainer import train
+    from recrl.pipelines.sasrec.job import train
 
     done = []
     if rows_file.exists():

@@ -1,6 +1,6 @@
 """Writing a generated dataset to disk and reading its ground truth back.
 
-`write_generated_dataset` streams the sessions of `envs.session_generator` into parquet parts
+`write_generated_dataset` streams the sessions of `recrl.envs.session_generator` into parquet parts
 of whole sessions, with the user model's parameters (``ground_truth.npz``) and the config and
 counts (``generator.json``) beside them; equal configs give equal bytes.
 """
@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from envs.session_generator import (
+from recrl.envs.session_generator import (
     ARROW_SCHEMA,
     SESSIONS_PER_BLOCK,
     GroundTruth,
@@ -129,7 +128,7 @@ def write_generated_dataset(
     )
     _write_npz(dataset.ground_truth_path, dataclasses.asdict(truth))
     metadata = {
-        "generator": "envs.session_generator",
+        "generator": "recrl.envs.session_generator",
         "sessions_per_block": SESSIONS_PER_BLOCK,
         "config": dataclasses.asdict(config),
         "n_sessions": dataset.n_sessions,

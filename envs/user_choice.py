@@ -33,9 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from recrl.models.bandits.adam import Adam
 from torch import Tensor
-
-from models.bandits.adam import Adam
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
-
-from envs.synthetic_bandit import validate_slate
-from envs.user_choice import FittedSimulator
+from recrl.envs.synthetic_bandit import validate_slate
+from recrl.envs.user_choice import FittedSimulator
 
 
 @dataclass(frozen=True)

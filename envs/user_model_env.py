@@ -24,10 +24,9 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 import torch
-
-from models.user_model.checkpoint import LoadedUserModel
-from models.user_model.data import DisplaySetArrays
-from models.user_model.network import UserModel
+from recrl.models.user_model.checkpoint import LoadedUserModel
+from recrl.models.user_model.data import DisplaySetArrays
+from recrl.models.user_model.network import UserModel
 
 
 class InvalidSlateError(ValueError):

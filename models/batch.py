@@ -1,6 +1,6 @@
 """Column names of a transition batch, defined once.
 
-`pipelines.prepare` writes these columns to parquet; the RLlib Learners, the evaluation code
+`recrl.pipelines.prepare` writes these columns to parquet; the RLlib Learners, the evaluation code
 and the tests read them. Sequences (`state`, `next_state`) are fixed-size int32 arrays of
 length ``L`` padded with ``pad_id = n_items`` (most recent item last).
 """

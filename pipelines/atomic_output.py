@@ -37,8 +37,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pyarrow.fs as pafs
-
-from pipelines.prepare.errors import ForeignFilesError, OutputNotWritableError
+from recrl.pipelines.prepare.errors import ForeignFilesError, OutputNotWritableError
 
 SHOWN = 5
 """Foreign files named in a refusal; the rest are counted."""

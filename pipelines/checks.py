@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipelines.errors import UserError
+from recrl.pipelines.errors import UserError
 
 SPLITS = ("train", "val", "test")
 
@@ -36,8 +36,8 @@ def check_prepared_dataset(
     one is a `UserError` naming the folder and what is missing. Its shards are checked
     against the manifest in meta.json (sizes and row counts; SHA-256 too with
     ``checksums``), so a missing or damaged shard is refused, named, before any work."""
-    from pipelines.prepare.manifest import verify_dataset
-    from pipelines.prepare.meta import META_FILE, read_meta
+    from recrl.pipelines.prepare.manifest import verify_dataset
+    from recrl.pipelines.prepare.meta import META_FILE, read_meta
 
     hint = "not a prepared dataset (write one with `recrl prepare`)"
     if not is_remote(path):

@@ -11,16 +11,16 @@ import textwrap
 import time
 from pathlib import Path
 
-from pipelines.commands import bandit as bandit_command
-from pipelines.commands import mlflow_sync as mlflow_sync_command
-from pipelines.commands import slate as slate_command
-from pipelines.commands import submit as submit_command
-from pipelines.commands import train as train_command
-from pipelines.commands import tune as tune_command
-from pipelines.commands import usermodel as usermodel_command
-from pipelines.errors import EXIT_INTERRUPTED, SettingError, UserError
-from pipelines.prepare.config import SOURCES, TIMESTAMP_CHOICES, PrepareConfig
-from pipelines.summaries import format_stats, format_train_result
+from recrl.pipelines.commands import bandit as bandit_command
+from recrl.pipelines.commands import mlflow_sync as mlflow_sync_command
+from recrl.pipelines.commands import slate as slate_command
+from recrl.pipelines.commands import submit as submit_command
+from recrl.pipelines.commands import train as train_command
+from recrl.pipelines.commands import tune as tune_command
+from recrl.pipelines.commands import usermodel as usermodel_command
+from recrl.pipelines.errors import EXIT_INTERRUPTED, SettingError, UserError
+from recrl.pipelines.prepare.config import SOURCES, TIMESTAMP_CHOICES, PrepareConfig
+from recrl.pipelines.summaries import format_stats, format_train_result
 
 logger = logging.getLogger("recrl")
 
@@ -229,7 +229,7 @@ def _add_prepare(commands) -> None:
 
 
 def _drop_reasons_help() -> str:
-    from pipelines.prepare.schema import DROP_REASON_HELP
+    from recrl.pipelines.prepare.schema import DROP_REASON_HELP
 
     lines = ["", "drop reasons (counted in meta.json; the first five are bad values):"]
     for reason, phrase in DROP_REASON_HELP.items():
@@ -290,10 +290,10 @@ def _add_demo(commands) -> None:
 
 
 def _run_generate(args) -> int:
-    from envs.generated_dataset import write_generated_dataset
-    from envs.session_generator import SessionGeneratorConfig
-    from pipelines.checks import check_output_dir
-    from pipelines.settings import refused
+    from recrl.envs.generated_dataset import write_generated_dataset
+    from recrl.envs.session_generator import SessionGeneratorConfig
+    from recrl.pipelines.checks import check_output_dir
+    from recrl.pipelines.settings import refused
 
     with refused():
         config = SessionGeneratorConfig(
@@ -341,7 +341,7 @@ def _prepare_config(args) -> PrepareConfig:
 
 
 def _run_prepare(args) -> int:
-    from pipelines.prepare.pipeline import prepare
+    from recrl.pipelines.prepare.pipeline import prepare
 
     start = time.perf_counter()
     result = prepare(_prepare_config(args))
@@ -352,7 +352,7 @@ def _run_prepare(args) -> int:
 
 
 def _run_stats(args) -> int:
-    from pipelines.checks import check_prepared_dataset
+    from recrl.pipelines.checks import check_prepared_dataset
 
     meta = check_prepared_dataset(args.dataset, "recrl stats", checksums=args.verify)
     print(json.dumps(meta, indent=2) if args.json else format_stats(meta))
@@ -360,11 +360,11 @@ def _run_stats(args) -> int:
 
 
 def _run_demo(args) -> int:
-    from envs.generated_dataset import write_generated_dataset
-    from envs.session_generator import SessionGeneratorConfig
-    from pipelines.checks import check_output_dir
-    from pipelines.prepare.pipeline import prepare
-    from pipelines.settings import refused
+    from recrl.envs.generated_dataset import write_generated_dataset
+    from recrl.envs.session_generator import SessionGeneratorConfig
+    from recrl.pipelines.checks import check_output_dir
+    from recrl.pipelines.prepare.pipeline import prepare
+    from recrl.pipelines.settings import refused
 
     generated = args.workdir / "generated"
     prepared = args.workdir / "prepared"
@@ -388,8 +388,8 @@ def _run_demo(args) -> int:
     )
     print(format_stats(result.meta))
     if args.steps > 0:
-        from pipelines.train.config import TrainConfig
-        from pipelines.train.trainer import train
+        from recrl.pipelines.sasrec.config import TrainConfig
+        from recrl.pipelines.sasrec.job import train
 
         train_config = TrainConfig.for_variant(
             "sasrec_ccql", str(prepared), seed=args.seed, total_steps=args.steps,

@@ -2,7 +2,7 @@
 
 Every transition of the split is one event: its state (the previous ``L`` items) is scored
 against the whole catalogue by a ``score_fn`` and the rank of the true item (the pessimistic
-rank of ``models.evaluation.true_item_ranks``) gives HR@k, NDCG@k (per click / purchase
+rank of ``recrl.models.evaluation.true_item_ranks``) gives HR@k, NDCG@k (per click / purchase
 events) and reward@k. Batch by batch, only exact counts are kept: how many events of each
 type have rank 1, 2, ..., max(k), and the reward of the hits at each k. The metrics are
 computed from those counts once, at the end, with the NDCG gains summed exactly, so they do
@@ -27,13 +27,12 @@ from fractions import Fraction
 import numpy as np
 import pyarrow.parquet as pq
 import torch
+from recrl.models import batch as B
+from recrl.models.evaluation.ranking import DEFAULT_KS, EVENTS, true_item_ranks
+from recrl.pipelines.prepare.meta import read_meta
+from recrl.pipelines.prepare.reading import resolve_filesystem
+from recrl.pipelines.prepare.stages import list_to_matrix
 from torch import Tensor
-
-from models import batch as B
-from models.evaluation.ranking import DEFAULT_KS, EVENTS, true_item_ranks
-from pipelines.prepare.meta import read_meta
-from pipelines.prepare.reading import resolve_filesystem
-from pipelines.prepare.stages import list_to_matrix
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The probe job `recrl submit` runs before the real one: can the cluster's Python import
 what recrl needs? Only the standard library is imported at the top, so the probe itself
-runs under any Python and prints one line that `pipelines.jobs` reads back."""
+runs under any Python and prints one line that `recrl.pipelines.jobs` reads back."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import sys
 MARKER = "RECRL_PROBE"
 """Start of the probe's one output line: ``RECRL_PROBE ok PYTHON`` or
 ``RECRL_PROBE missing PYTHON MODULE: ERROR``."""
-MODULES = ("pyarrow", "ray", "torch", "pipelines.cli")
-"""What a recrl job imports first; ``pipelines.cli`` pulls in the rest."""
+MODULES = ("pyarrow", "ray", "torch", "recrl.pipelines.cli")
+"""What a recrl job imports first; ``recrl.pipelines.cli`` pulls in the rest."""
 
 
 def main() -> int:

@@ -3,7 +3,7 @@
 ``recrl submit -- train ...`` and ``ray job submit --working-dir . -- recrl train ...`` do
 the same thing: the checkout is uploaded (without data, runs, MLflow stores and
 virtualenvs, see `EXCLUDES`), the command runs on the head node in a temporary copy of it,
-and its logs come back. Here the entrypoint is ``python -m pipelines.cli ...`` so that the
+and its logs come back. Here the entrypoint is ``python -m recrl.pipelines.cli ...`` so that the
 uploaded code runs rather than whatever ``recrl`` the cluster may have installed.
 
 Paths in the command are read on the cluster: they must be visible there (a shared
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from pipelines.tracking import absolute_tracking_uri
+from recrl.pipelines.tracking import absolute_tracking_uri
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 ADDRESS_ENV = "RAY_ADDRESS"
@@ -104,10 +104,10 @@ def resolve_address(address: str | None = None) -> str:
 
 
 def entrypoint(recrl_args: Sequence[str]) -> str:
-    """The shell command a job runs: ``python -m pipelines.cli ARGS`` (shell-quoted)."""
+    """The shell command a job runs: ``python -m recrl.pipelines.cli ARGS`` (shell-quoted)."""
     if not recrl_args:
         raise JobSubmissionError("no recrl command to run (e.g. `-- train --data ...`)")
-    return shlex.join(["python", "-m", "pipelines.cli", *recrl_args])
+    return shlex.join(["python", "-m", "recrl.pipelines.cli", *recrl_args])
 
 
 def runtime_env(
@@ -255,11 +255,11 @@ def submit(
 
 
 def probe_python(client, env: dict, *, timeout_s: float = 120.0) -> str:
-    """Run `pipelines.job_probe` on the cluster with the job's runtime env; the Python it
+    """Run `recrl.pipelines.job_probe` on the cluster with the job's runtime env; the Python it
     ran under, or `ClusterPythonError` naming that Python and the module it lacks."""
-    from pipelines.job_probe import MARKER
+    from recrl.pipelines.job_probe import MARKER
 
-    job_id = client.submit_job(entrypoint="python -m pipelines.job_probe", runtime_env=env)
+    job_id = client.submit_job(entrypoint="python -m recrl.pipelines.job_probe", runtime_env=env)
     deadline = time.monotonic() + timeout_s
     try:
         status = _wait_terminal(client, job_id, deadline)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from typing import Any, Literal
 
-from pipelines.errors import SettingError
+from recrl.pipelines.errors import SettingError
 
 
 def unknown_setting(key: str, known: Iterable[str], *, what: str = "setting") -> SettingError:

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-
-from pipelines.atomic_output import atomic_write
+from recrl.pipelines.atomic_output import atomic_write
 
 logger = logging.getLogger(__name__)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 
-from pipelines.prepare.schema import INVALID_REASONS
+from recrl.pipelines.prepare.schema import INVALID_REASONS
 
 
 def format_train_result(config, result) -> str:
     """Test metrics next to the popularity baseline, and where to look next."""
-    from pipelines.tracking import dashboard_command
+    from recrl.pipelines.tracking import dashboard_command
 
     lines = [
         f"{config.variant} after {result.updates} updates - test split:",

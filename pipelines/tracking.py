@@ -8,7 +8,7 @@ Failure policy (deliberate). A write is tried a few times with backoff (`RetryPo
 about a second in all when the server refuses connections, a few seconds at most when it
 hangs), so a training step never stalls for long. Then the tracker marks the store *down*:
 that write and every later one go to the spool file given as ``spool`` (JSON lines, see
-`pipelines.tracking_spool`; training puts it beside the checkpoint) without touching the
+`recrl.pipelines.tracking_spool`; training puts it beside the checkpoint) without touching the
 network, and one warning names the spool and the ``recrl mlflow-sync`` command. Every
 ``probe_interval_s`` a write first probes the store; when it answers, the spool is uploaded
 (the same code as ``recrl mlflow-sync``, which records what went up, so nothing is sent
@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pipelines.tracking_names import (
+from recrl.pipelines.tracking_names import (
     DEFAULT_EXPERIMENT,
     GIT_COMMIT_TAG,
     MAX_METRICS_PER_BATCH,
@@ -51,12 +51,12 @@ from pipelines.tracking_names import (
     sanitize_name,
     tracking_uri,
 )
-from pipelines.tracking_names import DEFAULT_TRACKING_URI as DEFAULT_TRACKING_URI
-from pipelines.tracking_names import MAX_KEY_LENGTH as MAX_KEY_LENGTH
-from pipelines.tracking_names import MAX_PARAM_VALUE_LENGTH as MAX_PARAM_VALUE_LENGTH
-from pipelines.tracking_names import MAX_TAG_VALUE_LENGTH as MAX_TAG_VALUE_LENGTH
-from pipelines.tracking_names import dashboard_command as dashboard_command
-from pipelines.tracking_spool import (
+from recrl.pipelines.tracking_names import DEFAULT_TRACKING_URI as DEFAULT_TRACKING_URI
+from recrl.pipelines.tracking_names import MAX_KEY_LENGTH as MAX_KEY_LENGTH
+from recrl.pipelines.tracking_names import MAX_PARAM_VALUE_LENGTH as MAX_PARAM_VALUE_LENGTH
+from recrl.pipelines.tracking_names import MAX_TAG_VALUE_LENGTH as MAX_TAG_VALUE_LENGTH
+from recrl.pipelines.tracking_names import dashboard_command as dashboard_command
+from recrl.pipelines.tracking_spool import (
     LOCAL_RUN_PREFIX,
     RetryPolicy,
     SpoolWriter,

@@ -1,4 +1,4 @@
-"""Where the MLflow store is, and the names and values it accepts (`pipelines.tracking`
+"""Where the MLflow store is, and the names and values it accepts (`recrl.pipelines.tracking`
 re-exports all of it)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The outage side of `pipelines.tracking`: bounded retries (`RetryPolicy`), the spool of
+"""The outage side of `recrl.pipelines.tracking`: bounded retries (`RetryPolicy`), the spool of
 MLflow writes that could not reach the tracking store, kept as JSON lines beside the
 checkpoint, and its upload (`sync_spool`, also behind ``recrl mlflow-sync``).
 
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.tracking_names import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
+from recrl.pipelines.tracking_names import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def sync_command(path: str | os.PathLike, uri: str | None = None) -> str:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How long one write waits for the store before it is spooled (`pipelines.tracking`)."""
+    """How long one write waits for the store before it is spooled (`recrl.pipelines.tracking`)."""
 
     attempts: int = 3
     """Tries of one write (or of creating the run) before the store is taken as down."""
@@ -106,7 +106,7 @@ def retry(write: Callable[[], Any], policy: RetryPolicy) -> Exception | None:
             try:
                 write()
                 return None
-            except Exception as exc:  # outage policy: pipelines.tracking's docstring
+            except Exception as exc:  # outage policy: recrl.pipelines.tracking's docstring
                 late = time.monotonic() + delay > deadline
                 if rejected(exc) or attempt == policy.attempts or late:
                     return exc

@@ -28,8 +28,7 @@ def ray_session():
     a 2-core CI machine; the object store is kept small.
     """
     import ray
-
-    from pipelines.ray_runtime import ensure_ray
+    from recrl.pipelines.ray_runtime import ensure_ray
 
     os.environ.pop("RAY_ADDRESS", None)
     ensure_ray(num_cpus=4, object_store_memory=512 * 1024 * 1024)

@@ -8,7 +8,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.cli import main
+from recrl.pipelines.cli import main
 
 
 @dataclass(frozen=True)

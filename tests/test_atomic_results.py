@@ -7,10 +7,10 @@ import contextlib
 import csv
 
 import pytest
+from recrl.pipelines import atomic_output
+from recrl.pipelines.cli import main
+from recrl.pipelines.slate.job import SlateJob, _write_outputs
 
-from pipelines import atomic_output
-from pipelines.cli import main
-from pipelines.slate.slate_job import SlateJob, _write_outputs
 from tests.hostile import tree_digest
 
 

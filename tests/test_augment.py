@@ -6,8 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from models.sasrec import AugmentConfig, crop, mask, random_augment, reorder
+from recrl.models.sasrec import AugmentConfig, crop, mask, random_augment, reorder
 
 PAD, MASK, L = 100, 101, 10
 

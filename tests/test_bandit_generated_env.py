@@ -6,20 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-from envs.generated_dataset import load_ground_truth
-from envs.generated_dataset import write_generated_dataset as write
-from envs.session_generator import SessionGeneratorConfig
-from envs.user_choice import (
+from recrl.envs.generated_dataset import load_ground_truth
+from recrl.envs.generated_dataset import write_generated_dataset as write
+from recrl.envs.session_generator import SessionGeneratorConfig
+from recrl.envs.user_choice import (
     ClickModelConfig,
     fit_simulator,
     item_topics,
     load_generated_clicks,
     unobserved_pairs,
 )
-from pipelines.bandit.config import BanditRunConfig
-from pipelines.bandit.job import run_bandit
-from pipelines.bandit.loop import fitted_simulator, make_environment
+from recrl.pipelines.bandit.config import BanditRunConfig
+from recrl.pipelines.bandit.job import run_bandit
+from recrl.pipelines.bandit.loop import fitted_simulator, make_environment
 
 
 @pytest.fixture(scope="module")

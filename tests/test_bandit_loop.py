@@ -7,12 +7,11 @@ import csv
 import numpy as np
 import pytest
 import torch
-
-from models.bandits import POLICIES
-from pipelines.bandit.config import BanditRunConfig
-from pipelines.bandit.job import run_bandit
-from pipelines.cli import main
-from pipelines.tracking import Tracker
+from recrl.models.bandits import POLICIES
+from recrl.pipelines.bandit.config import BanditRunConfig
+from recrl.pipelines.bandit.job import run_bandit
+from recrl.pipelines.cli import main
+from recrl.pipelines.tracking import Tracker
 
 ONE_STAGE = [name for name in sorted(POLICIES) if not name.startswith("2-")]
 """SYN items have no topics; the two-stage policies run on the fitted simulators

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from recrl.pipelines.bandit.config import BanditRunConfig
+from recrl.pipelines.bandit.loop import BanditRunResult
 
 from benchmarks.bandit_movielens import choose_beta, paired_difference, summarise, uses_beta
-from pipelines.bandit.config import BanditRunConfig
-from pipelines.bandit.loop import BanditRunResult
 
 
 def _run(policy: str, seed: int, ctr: list[float], beta: float | None = None) -> BanditRunResult:

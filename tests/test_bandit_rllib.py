@@ -15,17 +15,16 @@ from ray.rllib.core import COMPONENT_RL_MODULE, DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
-
-from envs.synthetic_bandit import SyntheticBanditConfig, SyntheticBanditEnv
-from models.bandits import POLICIES
-from pipelines.bandit.bandit_algorithm import algorithm_config, episode_rounds
-from pipelines.bandit.bandit_rl_module import (
+from recrl.envs.synthetic_bandit import SyntheticBanditConfig, SyntheticBanditEnv
+from recrl.models.bandits import POLICIES
+from recrl.pipelines.bandit.algorithm import algorithm_config, episode_rounds
+from recrl.pipelines.bandit.config import BanditRunConfig
+from recrl.pipelines.bandit.job import run_bandit
+from recrl.pipelines.bandit.rl_module import (
     ACQUISITION_SCORES,
     BanditRLModule,
     bandit_module_config,
 )
-from pipelines.bandit.config import BanditRunConfig
-from pipelines.bandit.job import run_bandit
 
 
 def build_module(policy: str, n_items: int = 3, **settings) -> BanditRLModule:

@@ -11,9 +11,8 @@ import math
 
 import pytest
 import torch
-
-from models.bandits import BanditContext, Feedback, PolicySizes, make_policy, policy_config
-from models.bandits.scores import (
+from recrl.models.bandits import BanditContext, Feedback, PolicySizes, make_policy, policy_config
+from recrl.models.bandits.scores import (
     bilinear_features,
     galm_ucb_scores,
     gblm_ucb_scores,

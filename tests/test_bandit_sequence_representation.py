@@ -1,17 +1,16 @@
-"""The SASRec two-tower representation of bandit runs (reuses ``models.sasrec.encoder``)."""
+"""The SASRec two-tower representation of bandit runs (reuses ``recrl.models.sasrec.encoder``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-
-from models.bandits.sequence_representation import (
+from recrl.models.bandits.sequence_representation import (
     SequenceRepresentation,
     SequenceRepresentationConfig,
 )
-from pipelines.bandit.config import BanditRunConfig
-from pipelines.bandit.job import run_bandit
+from recrl.pipelines.bandit.config import BanditRunConfig
+from recrl.pipelines.bandit.job import run_bandit
 
 SMALL = SequenceRepresentationConfig(hidden_size=8, max_len=4, steps_per_refit=60, batch_size=64)
 

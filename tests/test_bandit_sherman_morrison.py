@@ -6,9 +6,13 @@ import math
 
 import pytest
 import torch
-
-from models.bandits.ren import history_inverses, ren_slate, ren_slate_lazy, ren_slate_recompute
-from models.bandits.sherman_morrison import (
+from recrl.models.bandits.ren import (
+    history_inverses,
+    ren_slate,
+    ren_slate_lazy,
+    ren_slate_recompute,
+)
+from recrl.models.bandits.sherman_morrison import (
     identity_inverses,
     quadratic_form,
     quadratic_form_downdate,

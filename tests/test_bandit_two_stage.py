@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from models.bandits import BanditContext, Feedback, PolicySizes, make_policy
-from models.bandits.simple import GreedyPolicy
-from models.bandits.two_stage import TwoStageConfig, TwoStagePolicy, topic_groups
+from recrl.models.bandits import BanditContext, Feedback, PolicySizes, make_policy
+from recrl.models.bandits.simple import GreedyPolicy
+from recrl.models.bandits.two_stage import TwoStageConfig, TwoStagePolicy, topic_groups
 
 
 def test_topic_groups_grow_until_each_holds_p_items():

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from envs.user_choice import (
+from recrl.envs.user_choice import (
     ClickModel,
     ClickModelConfig,
     FittedSimulator,
@@ -16,7 +15,8 @@ from envs.user_choice import (
     ips_weights,
     load_movielens,
 )
-from envs.user_choice_env import UserChoiceConfig, UserChoiceEnv
+from recrl.envs.user_choice_env import UserChoiceConfig, UserChoiceEnv
+
 from tests.conftest import shared_dataset
 
 

@@ -7,9 +7,8 @@ import itertools
 
 import pytest
 import torch
-
-from models.slate.cascading import CascadingQNetwork, cascade_argmax, next_state_value
-from models.slate.losses import cascading_td_loss
+from recrl.models.slate.cascading import CascadingQNetwork, cascade_argmax, next_state_value
+from recrl.models.slate.losses import cascading_td_loss
 
 
 def _exact_cascade(joint: torch.Tensor, k: int):

@@ -7,12 +7,11 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
-from pipelines.display_sets.build import build_display_sets, trivial_feature_precision
-from pipelines.display_sets.config import DisplaySetConfig
-from pipelines.display_sets.near_time import near_time_sets
-from pipelines.display_sets.records import load_display_sets, previous_clicks, split_users
-from pipelines.prepare.errors import InvalidValuesError
+from recrl.pipelines.display_sets.build import build_display_sets, trivial_feature_precision
+from recrl.pipelines.display_sets.config import DisplaySetConfig
+from recrl.pipelines.display_sets.near_time import near_time_sets
+from recrl.pipelines.display_sets.records import load_display_sets, previous_clicks, split_users
+from recrl.pipelines.prepare.errors import InvalidValuesError
 
 
 def test_near_time_sets_take_other_users_nearest_distinct_items():

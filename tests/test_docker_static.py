@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from pipelines.cli import build_parser
+from recrl.pipelines.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"

@@ -10,9 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-
-from models.evaluation import true_item_ranks
-from pipelines.evaluation import (
+from recrl.models.evaluation import true_item_ranks
+from recrl.pipelines.evaluation import (
     EvalConfig,
     EvalData,
     evaluate,
@@ -22,7 +21,7 @@ from pipelines.evaluation import (
     rank_counts,
     ranking_metrics,
 )
-from pipelines.prepare.stages import fixed_size_list
+from recrl.pipelines.prepare.stages import fixed_size_list
 
 N_ITEMS, PAD, L = 5, 5, 3
 COUNTS = [3, 7, 7, 0, 5]  # popularity order: 1, 2 (tie, lower id first), 4, 0, 3

@@ -26,11 +26,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from pipelines.prepare import schema
-from pipelines.prepare.config import PrepareConfig
-from pipelines.prepare.errors import DataError
-from pipelines.prepare.local import parse_local
+from recrl.pipelines.prepare import schema
+from recrl.pipelines.prepare.config import PrepareConfig
+from recrl.pipelines.prepare.errors import DataError
+from recrl.pipelines.prepare.local import parse_local
 
 FILES_PER_ADAPTER = int(os.environ.get("RECRL_FUZZ_FILES", "2000"))
 """Generated input files per adapter in the normal suite (ten times as many when slow);

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from models.objectives import sample_negatives
-from models.sasrec.encoder import QHead, SASRecConfig
-from models.sasrec.loss import sasrec_objective
-from models.sasrec.network import ObjectiveInputs, SASRecQNetwork, objective_inputs
-from models.sasrec.objective_config import VARIANTS, objective_for
+from recrl.models.objectives import sample_negatives
+from recrl.models.sasrec.encoder import QHead, SASRecConfig
+from recrl.models.sasrec.loss import sasrec_objective
+from recrl.models.sasrec.network import ObjectiveInputs, SASRecQNetwork, objective_inputs
+from recrl.models.sasrec.objective_config import VARIANTS, objective_for
 
 N_ITEMS, L, B, H = 50, 5, 24, 16
 WARMUP = 3

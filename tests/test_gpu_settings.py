@@ -10,18 +10,17 @@ import pytest
 import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
-
-from models import batch as B
-from models.sasrec.precision import autocast_dtype
-from models.sasrec.sasrec_rl_module import OBJECTIVE_INPUTS
-from pipelines import cli
-from pipelines.commands.train import train_config
-from pipelines.errors import SettingError
-from pipelines.train.config import TrainConfig
-from pipelines.train.device import check_gpu_request, learner_device
-from pipelines.train.sasrec_algorithm import algorithm_config
-from pipelines.tune.study import StudyError, study_from_dict
-from pipelines.tune.sweep import trial_bundles
+from recrl.models import batch as B
+from recrl.models.sasrec.precision import autocast_dtype
+from recrl.pipelines import cli
+from recrl.pipelines.commands.train import train_config
+from recrl.pipelines.errors import SettingError
+from recrl.pipelines.sasrec.algorithm import algorithm_config
+from recrl.pipelines.sasrec.config import TrainConfig
+from recrl.pipelines.sasrec.device import check_gpu_request, learner_device
+from recrl.pipelines.sasrec.rl_module import OBJECTIVE_INPUTS
+from recrl.pipelines.tune.study import StudyError, study_from_dict
+from recrl.pipelines.tune.sweep import trial_bundles
 
 N_ITEMS, L, ROWS = 40, 10, 64
 META = {"L": L, "n_items": N_ITEMS, "pad_id": N_ITEMS, "item_counts_train": [1.0] * N_ITEMS,
@@ -181,8 +180,8 @@ def test_a_bf16_update_on_cpu_is_finite_and_close_to_float32():
 def test_a_gpu_modules_evaluation_moves_the_cpu_splits_to_its_device():
     """A local GPU learner's module scores the CPU-resident splits on the GPU, with the same
     metrics as its CPU copy (the first GPU run failed here: CPU batches, CUDA weights)."""
-    from pipelines.evaluation import EvalData, evaluate
-    from pipelines.train.trainer import module_device, module_score_fn
+    from recrl.pipelines.evaluation import EvalData, evaluate
+    from recrl.pipelines.sasrec.job import module_device, module_score_fn
 
     config = _config()
     cpu_module = algorithm_config(config, META).get_rl_module_spec().build().eval()

@@ -10,20 +10,20 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from ray.data.block import BlockAccessor
-
-from benchmarks.gpu_study import format_summary, run_gpu_study, study_at_budget
-from envs.session_generator import SessionGeneratorConfig, generate_sessions
-from pipelines.prepare.config import PrepareConfig
-from pipelines.prepare.meta import read_meta
-from pipelines.prepare.pipeline import prepare
-from pipelines.prepare.stages import list_to_matrix
-from pipelines.train.sasrec_algorithm import learner_metrics
-from pipelines.tune.shared_split import (
+from recrl.envs.session_generator import SessionGeneratorConfig, generate_sessions
+from recrl.pipelines.prepare.config import PrepareConfig
+from recrl.pipelines.prepare.meta import read_meta
+from recrl.pipelines.prepare.pipeline import prepare
+from recrl.pipelines.prepare.stages import list_to_matrix
+from recrl.pipelines.sasrec.algorithm import learner_metrics
+from recrl.pipelines.tune.shared_split import (
     INPUT_SCHEME,
     SharedOfflineData,
     share_train_split,
     trial_reads_shared_split,
 )
+
+from benchmarks.gpu_study import format_summary, run_gpu_study, study_at_budget
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "tune_configs" / "negatives_gpu.yaml"
@@ -77,7 +77,7 @@ def test_a_changed_train_split_is_refused_before_it_is_shared(prepared, tmp_path
 
 
 def test_a_trial_trains_on_the_shared_split_with_no_reader_of_its_own(prepared):
-    from pipelines.train import sasrec_algorithm
+    from recrl.pipelines.sasrec import algorithm as sasrec_algorithm
 
     study = study_at_budget(STUDY, steps=4, eval_interval=2, data=str(prepared),
                             overrides={"hidden_size": 16, "batch_size": 32})  # fmt: skip

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
+from recrl.pipelines.sasrec.config import TrainConfig
 
-from pipelines.train.config import TrainConfig
 from tests.hostile import assert_user_error, run_recrl, tree_digest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,9 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 def world(tmp_path_factory, ray_session) -> dict[str, Path]:
     """Folders the mistakes point at: a small prepared dataset (Ray starts here, once), a
     run folder holding a checkpoint, a display-set look-alike, a regular file."""
-    from envs.session_generator import SessionGeneratorConfig, generate_sessions
-    from pipelines.prepare.config import PrepareConfig
-    from pipelines.prepare.pipeline import prepare
+    from recrl.envs.session_generator import SessionGeneratorConfig, generate_sessions
+    from recrl.pipelines.prepare.config import PrepareConfig
+    from recrl.pipelines.prepare.pipeline import prepare
 
     root = tmp_path_factory.mktemp("hostile")
     raw = tmp_path_factory.mktemp("raw")
@@ -349,7 +349,7 @@ def test_mlflow_sync_missing_spool(capsys, world):
 
 
 def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
-    from pipelines import cli
+    from recrl.pipelines import cli
 
     def interrupted(args):
         raise KeyboardInterrupt
@@ -362,8 +362,8 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
 def test_a_user_error_raised_in_a_ray_task_is_unwrapped():
     """Ray wraps what a task raised in a RayTaskError whose text is the remote traceback;
     main() finds the UserError inside it (simulated: the wrapper's shape, not a task)."""
-    from pipelines.cli import _user_cause
-    from pipelines.errors import SettingError
+    from recrl.pipelines.cli import _user_cause
+    from recrl.pipelines.errors import SettingError
 
     inner = SettingError("setting lr: expected float")
     wrapper = type("RayTaskError(SettingError)", (SettingError,), {})("Traceback ...\n...")
@@ -373,8 +373,8 @@ def test_a_user_error_raised_in_a_ray_task_is_unwrapped():
 
 
 def test_a_diverged_job_exits_1(capsys, monkeypatch):
-    from pipelines import cli
-    from pipelines.train.trainer import TrainingDiverged
+    from recrl.pipelines import cli
+    from recrl.pipelines.sasrec.job import TrainingDiverged
 
     def diverged(args):
         raise TrainingDiverged("loss/td became non-finite at update 30; training stopped", 30)

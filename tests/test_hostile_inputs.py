@@ -18,15 +18,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from recrl.pipelines.errors import SettingError
+from recrl.pipelines.prepare import schema
+from recrl.pipelines.prepare.config import PrepareConfig
+from recrl.pipelines.prepare.errors import InvalidValuesError
+from recrl.pipelines.prepare.local import parse_local
+from recrl.pipelines.prepare.pipeline import _check_invalid_values
+from recrl.pipelines.prepare.reading import SourceFile
+from recrl.pipelines.prepare.stages import ParsedStats
 
-from pipelines.errors import SettingError
-from pipelines.prepare import schema
-from pipelines.prepare.config import PrepareConfig
-from pipelines.prepare.errors import InvalidValuesError
-from pipelines.prepare.local import parse_local
-from pipelines.prepare.pipeline import _check_invalid_values
-from pipelines.prepare.reading import SourceFile
-from pipelines.prepare.stages import ParsedStats
 from tests.hostile import assert_user_error, run_recrl, tree_digest
 
 GENERIC_HEADER = "session_id,timestamp,item_id,event"

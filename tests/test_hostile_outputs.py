@@ -11,11 +11,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from recrl.pipelines import atomic_output
+from recrl.pipelines.cli import main
+from recrl.pipelines.prepare.errors import ForeignFilesError
+from recrl.pipelines.prepare.manifest import verify_dataset
 
-from pipelines import atomic_output
-from pipelines.cli import main
-from pipelines.prepare.errors import ForeignFilesError
-from pipelines.prepare.manifest import verify_dataset
 from tests.hostile import assert_user_error, run_recrl, tree_digest
 
 DEAD_PID = 999_999_999  # above any pid_max: no such process
@@ -114,7 +114,7 @@ def test_overwrite_with_input_that_fails_validation_leaves_old_dataset(dataset, 
 def test_ctrl_c_while_writing_leaves_old_dataset_and_no_staging(
     dataset, source, capsys, monkeypatch
 ):
-    import pipelines.prepare.pipeline as pipeline
+    import recrl.pipelines.prepare.pipeline as pipeline
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -129,8 +129,8 @@ def test_ctrl_c_while_writing_leaves_old_dataset_and_no_staging(
 
 @pytest.mark.ray
 def test_full_disk_while_writing_meta_leaves_old_dataset(dataset, source, monkeypatch):
-    import pipelines.prepare.pipeline as pipeline
-    from pipelines.prepare.config import PrepareConfig
+    import recrl.pipelines.prepare.pipeline as pipeline
+    from recrl.pipelines.prepare.config import PrepareConfig
 
     def no_space(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -450,7 +450,7 @@ def _one(folder: Path, name: str, text: str) -> Path:
 
 
 def _impressions_config(tmp_path: Path, out: Path, seed: int = 0):
-    from pipelines.display_sets.config import DisplaySetConfig
+    from recrl.pipelines.display_sets.config import DisplaySetConfig
 
     folder = tmp_path / "imp"
     if not folder.exists():
@@ -468,7 +468,7 @@ def _impressions_config(tmp_path: Path, out: Path, seed: int = 0):
 
 
 def test_display_sets_interrupted_rebuild_leaves_the_old_ones(tmp_path, monkeypatch):
-    import pipelines.display_sets.build as build
+    import recrl.pipelines.display_sets.build as build
 
     out = tmp_path / "sets"
     build.build_display_sets(_impressions_config(tmp_path, out))
@@ -490,7 +490,7 @@ def test_display_sets_interrupted_rebuild_leaves_the_old_ones(tmp_path, monkeypa
 
 
 def test_display_sets_refuse_a_folder_with_foreign_files(tmp_path):
-    from pipelines.display_sets.build import build_display_sets
+    from recrl.pipelines.display_sets.build import build_display_sets
 
     out = tmp_path / "sets"
     build_display_sets(_impressions_config(tmp_path, out))
@@ -503,11 +503,10 @@ def test_display_sets_refuse_a_folder_with_foreign_files(tmp_path):
 
 def test_user_model_save_interrupted_keeps_the_old_file(tmp_path, monkeypatch):
     import numpy as np
+    import recrl.models.user_model.checkpoint as checkpoint
     import torch
-
-    import models.user_model.checkpoint as checkpoint
-    from models.user_model.config import UserModelConfig
-    from models.user_model.network import UserModel
+    from recrl.models.user_model.config import UserModelConfig
+    from recrl.models.user_model.network import UserModel
 
     path = tmp_path / "um" / "user_model.pt"
     path.parent.mkdir()
@@ -527,7 +526,7 @@ def test_user_model_save_interrupted_keeps_the_old_file(tmp_path, monkeypatch):
 
 
 def test_sweep_report_csv_failure_keeps_the_old_report(tmp_path):
-    from pipelines.tune.report import write_csv
+    from recrl.pipelines.tune.report import write_csv
 
     path = tmp_path / "report.csv"
     path.write_text("old report\n")

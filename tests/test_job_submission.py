@@ -1,5 +1,5 @@
 """Ray job submission end to end: a local Ray head started by the test on 127.0.0.1, a real
-``recrl`` job submitted through `pipelines.jobs.submit`, polled to SUCCEEDED, its logs
+``recrl`` job submitted through `recrl.pipelines.jobs.submit`, polled to SUCCEEDED, its logs
 retrieved, and the head stopped afterwards.
 
 The head (`tests.ray_cluster`) runs as its own ``ray start --head --block`` process group with
@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 import time
 from pathlib import Path
 
 import pytest
+from recrl.envs.generated_dataset import write_generated_dataset
+from recrl.envs.session_generator import SessionGeneratorConfig
+from recrl.pipelines import cli, jobs
 
-from envs.generated_dataset import write_generated_dataset
-from envs.session_generator import SessionGeneratorConfig
-from pipelines import cli, jobs
 from tests.ray_cluster import RAY_CLI, LocalRayCluster, RayNode, free_ports
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,6 +131,27 @@ def test_prepare_then_train_as_jobs(ray_head, tmp_path):
     assert any(run_dir.iterdir())
 
 
+@needs_ray_head
+def test_a_job_runs_the_submitted_checkout_not_the_installed_recrl(ray_head, tmp_path):
+    """The cluster's Python has recrl installed (this checkout, editable); a job submitted
+    from an edited copy runs the copy's code: ``recrl.pipelines`` resolves to the uploaded
+    folder's ``pipelines/``."""
+    copy = tmp_path / "checkout"
+    for folder in ("recrl", "pipelines", "models", "envs"):
+        shutil.copytree(REPO / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", copy / "pyproject.toml")
+    cli_file = copy / "pipelines" / "cli.py"
+    original = cli.build_parser().description
+    cli_file.write_text(cli_file.read_text().replace(original, "EDITED-IN-THE-COPY"))
+    assert "EDITED-IN-THE-COPY" in cli_file.read_text()
+
+    outcome = jobs.submit(ray_head, ["--help"], working_dir=copy, follow_logs=False,
+                          timeout_s=JOB_TIMEOUT_S)  # fmt: skip
+    assert outcome.succeeded
+    assert "EDITED-IN-THE-COPY" in outcome.logs
+    assert original not in outcome.logs
+
+
 def test_runtime_env_excludes_data_and_forwards_absolute_tracking_uri(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -140,7 +162,7 @@ def test_runtime_env_excludes_data_and_forwards_absolute_tracking_uri(monkeypatc
     assert env["env_vars"]["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path / 'mlruns.db'}"
     assert env["env_vars"]["A"] == "1"
     assert jobs.entrypoint(["train", "--set", "x=a b"]) == (
-        "python -m pipelines.cli train --set 'x=a b'"
+        "python -m recrl.pipelines.cli train --set 'x=a b'"
     )
 
 
@@ -200,13 +222,13 @@ def test_submit_to_a_cluster_whose_python_cannot_import_recrl_says_so(monkeypatc
                         REPO, "--", "stats", "x")  # fmt: skip
     line = assert_user_error(outcome, "/usr/bin/python3", "cannot import pyarrow", "activate")
     assert "Traceback" not in line
-    assert client.submitted == ["python -m pipelines.job_probe"]  # the real job never went
+    assert client.submitted == ["python -m recrl.pipelines.job_probe"]  # the real job never went
 
 
 def test_the_probe_reports_its_python():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "pipelines.job_probe"], cwd=REPO,
+    out = subprocess.run([sys.executable, "-m", "recrl.pipelines.job_probe"], cwd=REPO,
                          capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert out.strip() == f"RECRL_PROBE ok {sys.executable}"

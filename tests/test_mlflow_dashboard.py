@@ -1,7 +1,7 @@
 """The MLflow dashboard of recrl runs, in a real browser.
 
 A short real training job and a sweep (a parent run with two child runs, logged through
-`pipelines.tracking.Tracker` the way `recrl tune` logs them) are written to a sqlite store;
+`recrl.pipelines.tracking.Tracker` the way `recrl tune` logs them) are written to a sqlite store;
 `mlflow server` is started on it as `mlflow ui` would be, and headless Chromium (Debian's
 package, driven by Playwright; no browser download) opens the run page, the stability
 figure, the sweep's parent run and the compare view of its children. What the pages draw
@@ -17,13 +17,13 @@ import struct
 from pathlib import Path
 
 import pytest
+from recrl.envs.session_generator import SessionGeneratorConfig, generate_sessions
+from recrl.pipelines.prepare.config import PrepareConfig
+from recrl.pipelines.prepare.pipeline import prepare
+from recrl.pipelines.sasrec.config import TrainConfig
+from recrl.pipelines.sasrec.job import train
+from recrl.pipelines.tracking import Tracker
 
-from envs.session_generator import SessionGeneratorConfig, generate_sessions
-from pipelines.prepare.config import PrepareConfig
-from pipelines.prepare.pipeline import prepare
-from pipelines.tracking import Tracker
-from pipelines.train.config import TrainConfig
-from pipelines.train.trainer import train
 from tests.services import chromium_executable, free_port, mlflow_server, port_in_use
 
 pytestmark = [pytest.mark.ray, pytest.mark.service]

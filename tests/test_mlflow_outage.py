@@ -18,11 +18,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from recrl.envs.session_generator import SessionGeneratorConfig, generate_sessions
+from recrl.pipelines.prepare.config import PrepareConfig
+from recrl.pipelines.prepare.pipeline import prepare
+from recrl.pipelines.tracking_spool import SPOOL_FILE, read_records
 
-from envs.session_generator import SessionGeneratorConfig, generate_sessions
-from pipelines.prepare.config import PrepareConfig
-from pipelines.prepare.pipeline import prepare
-from pipelines.tracking_spool import SPOOL_FILE, read_records
 from tests.services import free_port, mlflow_server
 
 STEPS, EVAL_INTERVAL = 50, 13  # gcd 1: 50 iterations of one update; evals at 13...50

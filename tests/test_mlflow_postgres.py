@@ -3,7 +3,7 @@
 A throwaway PostgreSQL cluster and an `mlflow server` on it (artifacts proxied to a local
 folder) are started by the test; a short training job then runs with
 ``MLFLOW_TRACKING_URI=http://127.0.0.1:PORT``, as a user points a job at a shared server.
-The job runs in-process through `pipelines.cli.main`, the `recrl` command's own entry point
+The job runs in-process through `recrl.pipelines.cli.main`, the `recrl` command's own entry point
 (same argument parsing and code path): it reuses the test session's Ray runtime, where a
 subprocess would start a second one (10-20 s on CI). `monkeypatch` undoes the environment
 variables the command sets or reads.
@@ -15,13 +15,13 @@ import math
 from pathlib import Path
 
 import pytest
+from recrl.envs.session_generator import SessionGeneratorConfig, generate_sessions
+from recrl.pipelines import cli
+from recrl.pipelines.prepare.config import PrepareConfig
+from recrl.pipelines.prepare.pipeline import prepare
+from recrl.pipelines.sasrec.algorithm import updates_per_iteration
+from recrl.pipelines.sasrec.config import TrainConfig
 
-from envs.session_generator import SessionGeneratorConfig, generate_sessions
-from pipelines import cli
-from pipelines.prepare.config import PrepareConfig
-from pipelines.prepare.pipeline import prepare
-from pipelines.train.config import TrainConfig
-from pipelines.train.sasrec_algorithm import updates_per_iteration
 from tests.services import mlflow_server, port_in_use, postgres_server
 
 EXPERIMENT = "pg-test"

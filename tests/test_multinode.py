@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from recrl.envs.session_generator import SessionGeneratorConfig, generate_sessions
 
-from envs.session_generator import SessionGeneratorConfig, generate_sessions
 from tests.ray_cluster import RAY_CLI, LocalRayCluster
 
 pytestmark = [
@@ -72,7 +72,7 @@ def _recrl(cluster: LocalRayCluster, args: list[str], cwd: Path) -> str:
     """Run ``recrl ARGS`` as a driver of ``cluster``; its output, or the test fails with it."""
     env = cluster.env({"RAY_ADDRESS": cluster.address, "PYTHONPATH": str(REPO)})
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, env=env, capture_output=True,
+        [sys.executable, "-m", "recrl.pipelines.cli", *args], cwd=cwd, env=env, capture_output=True,
         text=True, timeout=COMMAND_TIMEOUT_S,
     )  # fmt: skip
     output = done.stdout + done.stderr
@@ -82,10 +82,9 @@ def _recrl(cluster: LocalRayCluster, args: list[str], cwd: Path) -> str:
 
 def test_two_learners_on_two_nodes_stay_identical_under_ddp(cluster, prepared, tmp_path):
     from ray.rllib.core.rl_module.rl_module import RLModule
-
-    from pipelines.prepare.meta import read_meta
-    from pipelines.train.config import TrainConfig
-    from pipelines.train.sasrec_algorithm import algorithm_config, module_digest
+    from recrl.pipelines.prepare.meta import read_meta
+    from recrl.pipelines.sasrec.algorithm import algorithm_config, module_digest
+    from recrl.pipelines.sasrec.config import TrainConfig
 
     run_dir = tmp_path / "run"
     settings = {"hidden_size": 16, "batch_size": 32}
@@ -148,9 +147,8 @@ def test_the_weights_digest_tells_any_bit_apart():
     """What the DDP check above relies on: equal digests for equal states, a different one
     for a single weight moved by one ulp or another update count."""
     import torch
-
-    from pipelines.train.config import TrainConfig
-    from pipelines.train.sasrec_algorithm import algorithm_config, module_digest
+    from recrl.pipelines.sasrec.algorithm import algorithm_config, module_digest
+    from recrl.pipelines.sasrec.config import TrainConfig
 
     meta = {"L": 10, "n_items": 30, "pad_id": 30, "splits": {"train": {"transitions": 100}}}
     spec = algorithm_config(TrainConfig.for_variant("sasrec_ac", "/d", hidden_size=8), meta)

@@ -6,8 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from models.objectives import (
+from recrl.models.objectives import (
     ce_loss,
     cql_loss,
     info_nce_loss,
@@ -20,8 +19,8 @@ from models.objectives import (
     td_loss,
     td_target,
 )
-from models.objectives.negatives import nth_allowed
-from models.sasrec import QHead, SASRecConfig, SASRecEncoder
+from recrl.models.objectives.negatives import nth_allowed
+from recrl.models.sasrec import QHead, SASRecConfig, SASRecEncoder
 
 LN = math.log
 

@@ -15,12 +15,11 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-
-from pipelines.prepare import reading, schema
-from pipelines.prepare.adapters import ADAPTERS
-from pipelines.prepare.config import PrepareConfig
-from pipelines.prepare.local import parse_local
-from pipelines.prepare.reading import read_local
+from recrl.pipelines.prepare import reading, schema
+from recrl.pipelines.prepare.adapters import ADAPTERS
+from recrl.pipelines.prepare.config import PrepareConfig
+from recrl.pipelines.prepare.local import parse_local
+from recrl.pipelines.prepare.reading import read_local
 
 KEPT = schema.KEPT
 MALFORMED = schema.REASON_CODE["malformed_row"]

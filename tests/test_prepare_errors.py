@@ -7,10 +7,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from pipelines.prepare.adapters import ADAPTERS, find_sources
-from pipelines.prepare.config import PrepareConfig
-from pipelines.prepare.errors import (
+from recrl.pipelines.prepare.adapters import ADAPTERS, find_sources
+from recrl.pipelines.prepare.config import PrepareConfig
+from recrl.pipelines.prepare.errors import (
     DataError,
     EmptyDatasetError,
     InvalidValuesError,

@@ -7,9 +7,8 @@ import hashlib
 import json
 
 import pytest
-
-from pipelines.prepare.config import PrepareConfig
-from pipelines.prepare.meta import (
+from recrl.pipelines.prepare.config import PrepareConfig
+from recrl.pipelines.prepare.meta import (
     FORMAT_VERSION,
     META_FILE,
     RowAccounting,
@@ -19,7 +18,7 @@ from pipelines.prepare.meta import (
     read_meta,
     write_meta,
 )
-from pipelines.prepare.reading import SourceFile
+from recrl.pipelines.prepare.reading import SourceFile
 
 
 def test_row_accounting_passes_when_counts_add_up():
@@ -133,8 +132,7 @@ def _tiny_dataset(root):
     """Two train shards of 3 and 1 rows and meta.json with their manifest."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from pipelines.prepare.manifest import SHARDS, build_manifest
+    from recrl.pipelines.prepare.manifest import SHARDS, build_manifest
 
     (root / "train").mkdir(parents=True)
     pq.write_table(pa.table({"a": [1, 2, 3]}), root / "train" / "part-00000-000.parquet")
@@ -156,8 +154,8 @@ def test_manifest_lists_rows_bytes_and_sha256_of_every_shard(tmp_path):
 
 
 def test_verify_dataset_names_the_shard_that_differs(tmp_path):
-    from pipelines.prepare.errors import ShardMismatchError
-    from pipelines.prepare.manifest import verify_dataset
+    from recrl.pipelines.prepare.errors import ShardMismatchError
+    from recrl.pipelines.prepare.manifest import verify_dataset
 
     meta = _tiny_dataset(tmp_path)
     assert verify_dataset(str(tmp_path), checksums=True) == meta

@@ -7,9 +7,8 @@ import calendar
 import numpy as np
 import pyarrow as pa
 import pytest
-
-from pipelines.prepare import schema
-from pipelines.prepare.parsing import parse_events, parse_ids, parse_timestamps
+from recrl.pipelines.prepare import schema
+from recrl.pipelines.prepare.parsing import parse_events, parse_ids, parse_timestamps
 
 # 2014-04-07T10:51:09.277Z by hand: 1970..2013 are 44 years with 11 leap days, and
 # Jan + Feb + Mar 2014 are 90 days, so the 7th of April is day 44 * 365 + 11 + 90 + 6.

@@ -6,6 +6,12 @@ import json
 
 import pandas as pd
 import pytest
+from recrl.envs.session_generator import SessionGeneratorConfig, generate_sessions
+from recrl.models import batch as cols
+from recrl.pipelines.cli import main
+from recrl.pipelines.prepare.config import PrepareConfig
+from recrl.pipelines.prepare.errors import EmptyDatasetError, InvalidValuesError, OutputExistsError
+from recrl.pipelines.prepare.pipeline import prepare
 
 from benchmarks.pandas_baseline import (
     assert_same_transitions,
@@ -13,12 +19,6 @@ from benchmarks.pandas_baseline import (
     generated_events,
     read_split,
 )
-from envs.session_generator import SessionGeneratorConfig, generate_sessions
-from models import batch as cols
-from pipelines.cli import main
-from pipelines.prepare.config import PrepareConfig
-from pipelines.prepare.errors import EmptyDatasetError, InvalidValuesError, OutputExistsError
-from pipelines.prepare.pipeline import prepare
 from tests.conftest import shared_dataset
 
 pytestmark = pytest.mark.ray

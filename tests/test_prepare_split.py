@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from pipelines.prepare.split import assign_splits, split_sizes
+from recrl.pipelines.prepare.split import assign_splits, split_sizes
 
 FRACTIONS = (0.8, 0.1, 0.1)
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
-
-from models import batch as cols
-from pipelines.prepare import schema, stages
-from pipelines.prepare.shuffle import _partition
+from recrl.models import batch as cols
+from recrl.pipelines.prepare import schema, stages
+from recrl.pipelines.prepare.shuffle import _partition
 
 CODE = schema.REASON_CODE
 

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from pipelines.prepare.windows import build_windows, session_starts
+from recrl.pipelines.prepare.windows import build_windows, session_starts
 
 PAD = 99
 

@@ -4,8 +4,7 @@ import math
 
 import pytest
 import torch
-
-from models.evaluation import finalize_ranking, merge_sums, ranking_sums, true_item_ranks
+from recrl.models.evaluation import finalize_ranking, merge_sums, ranking_sums, true_item_ranks
 
 PAD = 6  # n_items = 6
 SCORES = torch.tensor(

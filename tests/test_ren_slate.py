@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from models.bandits.ren import (
+from recrl.models.bandits.ren import (
     history_inverses,
     ren_slate,
     ren_slate_lazy,
     ren_slate_lazy_heap,
 )
-from models.bandits.sherman_morrison import identity_inverses
+from recrl.models.bandits.sherman_morrison import identity_inverses
 
 
 def instance(seed: int, n_items: int, dim: int, users: int, dtype: torch.dtype):

@@ -2,9 +2,8 @@
 
 import pytest
 import torch
+from recrl.models.sasrec import QHead, SASRecConfig, SASRecEncoder
 from torch import nn
-
-from models.sasrec import QHead, SASRecConfig, SASRecEncoder
 
 N_ITEMS, L = 30, 10
 
@@ -156,7 +155,7 @@ def test_sdpa_encoder_equals_explicit_attention_with_padding_and_empty_history(
 ):
     """The encoder through `scaled_dot_product_attention` gives the state vectors the
     explicit masked softmax gives, for full, partial, one-item and empty histories."""
-    from models.sasrec import encoder as encoder_module
+    from recrl.models.sasrec import encoder as encoder_module
 
     encoder = make_encoder(num_heads=num_heads, num_blocks=num_blocks)
     state, state_len = left_padded(ROWS)

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from models.objectives import ce_loss, cql_loss, info_nce_loss, sample_negatives
-from models.sasrec.encoder import SASRecConfig
-from models.sasrec.loss import sasrec_objective
-from models.sasrec.network import SASRecQNetwork, objective_inputs
-from models.sasrec.objective_config import (
+from recrl.models.objectives import ce_loss, cql_loss, info_nce_loss, sample_negatives
+from recrl.models.sasrec.encoder import SASRecConfig
+from recrl.models.sasrec.loss import sasrec_objective
+from recrl.models.sasrec.network import SASRecQNetwork, objective_inputs
+from recrl.models.sasrec.objective_config import (
     CO_WEIGHT,
     VARIANTS,
     SASRecObjectiveConfig,
     objective_for,
 )
-from pipelines.train.config import TrainConfig
+from recrl.pipelines.sasrec.config import TrainConfig
 
 N_ITEMS, L, B = 30, 4, 8
 

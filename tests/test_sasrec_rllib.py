@@ -17,21 +17,20 @@ from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
-
-from envs.session_generator import SessionGeneratorConfig, generate_sessions
-from models import batch as B
-from models.evaluation.ranking import finalize_ranking, merge_sums, ranking_sums
-from pipelines.prepare.config import PrepareConfig
-from pipelines.prepare.pipeline import prepare
-from pipelines.prepare.stages import list_to_matrix
-from pipelines.train.config import TrainConfig
-from pipelines.train.sasrec_algorithm import (
+from recrl.envs.session_generator import SessionGeneratorConfig, generate_sessions
+from recrl.models import batch as B
+from recrl.models.evaluation.ranking import finalize_ranking, merge_sums, ranking_sums
+from recrl.pipelines.prepare.config import PrepareConfig
+from recrl.pipelines.prepare.pipeline import prepare
+from recrl.pipelines.prepare.stages import list_to_matrix
+from recrl.pipelines.sasrec.algorithm import (
     TRAIN_COLUMNS,
     algorithm_config,
     build_algorithm,
     learner_metrics,
     scoring_network,
 )
+from recrl.pipelines.sasrec.config import TrainConfig
 
 pytestmark = pytest.mark.ray
 

@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
-from envs.generated_dataset import load_ground_truth, write_generated_dataset
-from envs.session_generator import (
+from recrl.envs.generated_dataset import load_ground_truth, write_generated_dataset
+from recrl.envs.session_generator import (
     ARROW_SCHEMA,
     COLUMNS,
     SESSIONS_PER_BLOCK,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import csv
 
-from envs.generated_dataset import write_generated_dataset
-from envs.session_generator import SessionGeneratorConfig
-from pipelines.cli import main
+from recrl.envs.generated_dataset import write_generated_dataset
+from recrl.envs.session_generator import SessionGeneratorConfig
+from recrl.pipelines.cli import main
 
 
 def test_slate_command_writes_csv_and_png_per_policy(tmp_path, one_torch_thread, capsys):

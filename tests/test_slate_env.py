@@ -6,12 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from envs.user_model_env import InvalidSlateError, UserModelEnv, UserModelEnvConfig
-from models.user_model.checkpoint import LoadedUserModel
-from models.user_model.config import UserModelConfig
-from models.user_model.data import DisplaySetArrays
-from models.user_model.network import UserModel
+from recrl.envs.user_model_env import InvalidSlateError, UserModelEnv, UserModelEnvConfig
+from recrl.models.user_model.checkpoint import LoadedUserModel
+from recrl.models.user_model.config import UserModelConfig
+from recrl.models.user_model.data import DisplaySetArrays
+from recrl.models.user_model.network import UserModel
 
 N_ITEMS = 6
 

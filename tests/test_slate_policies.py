@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from envs.user_model_env import UserModelEnv, UserModelEnvConfig
-from models.slate.policies import GreedyUserModelPolicy, RandomSlatePolicy
-from models.user_model.checkpoint import LoadedUserModel
-from models.user_model.config import UserModelConfig
-from models.user_model.data import DisplaySetArrays
-from models.user_model.network import UserModel
-from pipelines.slate.evaluation import evaluate_policy
+from recrl.envs.user_model_env import UserModelEnv, UserModelEnvConfig
+from recrl.models.slate.policies import GreedyUserModelPolicy, RandomSlatePolicy
+from recrl.models.user_model.checkpoint import LoadedUserModel
+from recrl.models.user_model.config import UserModelConfig
+from recrl.models.user_model.data import DisplaySetArrays
+from recrl.models.user_model.network import UserModel
+from recrl.pipelines.slate.evaluation import evaluate_policy
 
 N_ITEMS = 12
 

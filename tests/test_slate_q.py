@@ -11,21 +11,20 @@ import pytest
 import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-
-from models.slate.additive import additive_greedy_slate, additive_next_value, item_q
-from models.slate.cascading import CascadingQNetwork, cascade_argmax
-from models.slate.losses import additive_td_loss
-from models.slate.slate_q_rl_module import (
+from recrl.models.slate.additive import additive_greedy_slate, additive_next_value, item_q
+from recrl.models.slate.cascading import CascadingQNetwork, cascade_argmax
+from recrl.models.slate.losses import additive_td_loss
+from recrl.models.user_model.checkpoint import LoadedUserModel
+from recrl.models.user_model.config import UserModelConfig
+from recrl.models.user_model.data import DisplaySetArrays
+from recrl.models.user_model.network import UserModel
+from recrl.pipelines.slate.rl_module import (
     CANDIDATE_MASK,
     CANDIDATES,
     Q_TAKEN,
     STATE,
     SlateQRLModule,
 )
-from models.user_model.checkpoint import LoadedUserModel
-from models.user_model.config import UserModelConfig
-from models.user_model.data import DisplaySetArrays
-from models.user_model.network import UserModel
 
 N_ITEMS, STATE_DIM, POOL = 9, 4, 8
 
@@ -160,7 +159,7 @@ def _offline_views():
 
 
 def test_offline_transitions_follow_the_log():
-    from pipelines.slate.offline_slate_q import offline_transitions
+    from recrl.pipelines.slate.offline import offline_transitions
 
     torch.manual_seed(0)
     features = np.vstack([np.eye(N_ITEMS, dtype=np.float32), np.zeros((1, N_ITEMS), np.float32)])
@@ -191,7 +190,7 @@ def test_a_clicks_successor_may_come_first_when_both_views_share_a_second():
     """MovieLens rates in bursts: of two views in the same second, the later click's view
     can be stored first. It is still the successor (its history is this one's plus the
     click); after a no-click only a later view with the same history is."""
-    from pipelines.slate.offline_slate_q import _successors
+    from recrl.pipelines.slate.offline import _successors
 
     pad = N_ITEMS
     views = DisplaySetArrays(

@@ -4,13 +4,13 @@ replay buffer and DQN-Off through the same Learner: learning checks, not timing.
 from __future__ import annotations
 
 import numpy as np
+from recrl.models.slate.policies import RandomSlatePolicy
+from recrl.pipelines.slate.config import CDQNConfig
+from recrl.pipelines.slate.evaluation import evaluate_policy, item_feature_table
+from recrl.pipelines.slate.offline import train_offline_slate_q
+from recrl.pipelines.slate.training import ModuleSlatePolicy, train_slate_q
+from recrl.pipelines.slate.transitions import TransitionReplay
 
-from models.slate.policies import RandomSlatePolicy
-from pipelines.slate.evaluation import evaluate_policy, item_feature_table
-from pipelines.slate.offline_slate_q import train_offline_slate_q
-from pipelines.slate.slate_q_config import CDQNConfig
-from pipelines.slate.slate_q_training import ModuleSlatePolicy, train_slate_q
-from pipelines.slate.transitions import TransitionReplay
 from tests.test_slate_policies import _env
 
 
@@ -56,8 +56,8 @@ def test_offline_dqn_learns_from_logged_clicks(one_torch_thread):
     pad = env.pad_id
     shown = np.stack([rng.choice(env.n_items, 6, replace=False) for _ in range(300)])
     history = np.full((300, 2), pad)
-    from models.user_model.checkpoint import LoadedUserModel
-    from models.user_model.data import DisplaySetArrays
+    from recrl.models.user_model.checkpoint import LoadedUserModel
+    from recrl.models.user_model.data import DisplaySetArrays
 
     views = DisplaySetArrays(history=history, shown=shown, click=shown.argmax(axis=1),
                              user=np.arange(300), pad_id=pad)  # fmt: skip

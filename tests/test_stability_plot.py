@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from pipelines.stability_plot import plot_stability
+from recrl.pipelines.stability_plot import plot_stability
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -7,8 +7,7 @@ import math
 
 import numpy as np
 import pytest
-
-from envs.synthetic_bandit import SyntheticBanditConfig, SyntheticBanditEnv, syn_latents
+from recrl.envs.synthetic_bandit import SyntheticBanditConfig, SyntheticBanditEnv, syn_latents
 
 
 @pytest.mark.parametrize(("name", "n_items"), [("syn-s", 28), ("syn-m", 280), ("syn-l", 1400)])

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from pipelines.tracking import (
+from recrl.pipelines.tracking import (
     DEFAULT_TRACKING_URI,
     MAX_PARAM_VALUE_LENGTH,
     NullTracker,
@@ -150,7 +149,7 @@ def test_outage_after_start_is_counted_and_warned_once(tracker, store, monkeypat
 
     tracker.retry = RetryPolicy(first_backoff_s=0.01, probe_interval_s=0)
     monkeypatch.setattr(tracker._client, "log_batch", down)
-    with caplog.at_level(logging.WARNING, logger="pipelines.tracking"):
+    with caplog.at_level(logging.WARNING, logger="recrl.pipelines.tracking"):
         for step in range(3):
             tracker.log_metrics({"loss/ce": 1.0}, step=step)
     assert tracker.failures == 3

@@ -14,10 +14,9 @@ import os
 import time
 
 import pytest
-
-from pipelines.cli import main
-from pipelines.tracking import RetryPolicy, Tracker, flatten_params
-from pipelines.tracking_spool import (
+from recrl.pipelines.cli import main
+from recrl.pipelines.tracking import RetryPolicy, Tracker, flatten_params
+from recrl.pipelines.tracking_spool import (
     SPOOL_RUN_TAG,
     SpoolError,
     SpoolWriter,
@@ -27,6 +26,7 @@ from pipelines.tracking_spool import (
     retry,
     sync_spool,
 )
+
 from tests.services import free_port
 
 N_STEPS = 40
@@ -90,7 +90,7 @@ def test_unreachable_at_start_spools_everything_with_one_warning(tmp_path, caplo
     import mlflow  # noqa: F401 - a first import takes seconds on a busy machine: not timed
 
     started = time.monotonic()
-    with caplog.at_level(logging.INFO, logger="pipelines.tracking"):
+    with caplog.at_level(logging.INFO, logger="recrl.pipelines.tracking"):
         run_id = tracker.start("offline", params=PARAMS, tags={"variant": "sasrec"})
         start_s = time.monotonic() - started
         for step in range(N_STEPS):  # a training loop: must not wait on the server
@@ -195,7 +195,7 @@ def test_outage_mid_run_is_flushed_once_when_the_store_is_back(tmp_path, store, 
 
     for name in real:
         setattr(tracker._client, name, failing(name))
-    with caplog.at_level(logging.WARNING, logger="pipelines.tracking"):
+    with caplog.at_level(logging.WARNING, logger="recrl.pipelines.tracking"):
         for step in range(12):
             state["down"] = 3 <= step < 7 or step == 9
             state["lost_reply"] = step == 9
@@ -222,7 +222,7 @@ def test_a_resumed_placeholder_run_is_created_by_its_first_write(tmp_path, store
     with Tracker("outage-resume", uri, artifact_location=artifacts, spool=spool) as second:
         assert second.resume(placeholder) == placeholder
         caplog.clear()  # the first tracker's two warnings
-        with caplog.at_level(logging.WARNING, logger="pipelines.tracking"):
+        with caplog.at_level(logging.WARNING, logger="recrl.pipelines.tracking"):
             second.log_metrics({"loss/ce": 0.5}, step=2)  # probes, uploads, then writes
         run_id = second.run_id
         assert run_id != placeholder and second.resolve(placeholder) == run_id
@@ -241,7 +241,7 @@ def test_a_rejected_write_is_counted_not_spooled(tmp_path, store, caplog):
     with Tracker("outage-reject", uri, artifact_location=artifacts, spool=spool) as tracker:
         run_id = tracker.start("reject", params={"lr": 0.1})
         started = time.monotonic()
-        with caplog.at_level(logging.WARNING, logger="pipelines.tracking"):
+        with caplog.at_level(logging.WARNING, logger="recrl.pipelines.tracking"):
             tracker._write_batch(params={"lr": "0.2"})  # MLflow refuses changing a param
         assert time.monotonic() - started < 0.5  # not retried
         assert tracker.failures == 1 and not tracker.down and not spool.exists()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 
 import pytest
-
-from envs.session_generator import SessionGeneratorConfig, generate_sessions
-from pipelines.cli import format_train_result
-from pipelines.prepare.config import PrepareConfig
-from pipelines.prepare.pipeline import prepare
-from pipelines.train.config import TrainConfig
-from pipelines.train.trainer import TrainingDiverged, _check_finite, train
+from recrl.envs.session_generator import SessionGeneratorConfig, generate_sessions
+from recrl.pipelines.cli import format_train_result
+from recrl.pipelines.prepare.config import PrepareConfig
+from recrl.pipelines.prepare.pipeline import prepare
+from recrl.pipelines.sasrec.config import TrainConfig
+from recrl.pipelines.sasrec.job import TrainingDiverged, _check_finite, train
 
 
 def test_non_finite_values_stop_training_and_name_the_last_good_checkpoint(tmp_path):

@@ -12,10 +12,10 @@ import json
 import shutil
 
 import pytest
+from recrl.pipelines.sasrec import job as trainer
+from recrl.pipelines.sasrec.config import TrainConfig
+from recrl.pipelines.sasrec.job import CHECKPOINT_DIR, CONFIG_FILE, train
 
-from pipelines.train import trainer
-from pipelines.train.config import TrainConfig
-from pipelines.train.trainer import CHECKPOINT_DIR, CONFIG_FILE, train
 from tests.hostile import assert_user_error, run_recrl
 
 SETTINGS = {"hidden_size": 8, "batch_size": 16, "total_steps": 20, "eval_interval": 10}
@@ -26,10 +26,9 @@ def test_a_job_resumed_from_a_checkpoint_ends_as_the_uninterrupted_job(
     ray_session, one_torch_thread, tmp_path_factory, monkeypatch, capsys
 ):
     from mlflow import MlflowClient
-
-    from envs.session_generator import SessionGeneratorConfig, generate_sessions
-    from pipelines.prepare.config import PrepareConfig
-    from pipelines.prepare.pipeline import prepare
+    from recrl.envs.session_generator import SessionGeneratorConfig, generate_sessions
+    from recrl.pipelines.prepare.config import PrepareConfig
+    from recrl.pipelines.prepare.pipeline import prepare
 
     tmp = tmp_path_factory.mktemp("resume")
     uri = f"sqlite:///{tmp}/mlruns.db"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from recrl.pipelines.bandit.config import BanditRunConfig
+from recrl.pipelines.tune.report import read_sweep, summarize
+from recrl.pipelines.tune.study import StudyError, load_study, study_from_dict
+from recrl.pipelines.tune.sweep import max_concurrent_trials, param_space, run_sweep, trial_bundles
 
-from pipelines.bandit.config import BanditRunConfig
-from pipelines.tune.report import read_sweep, summarize
-from pipelines.tune.study import StudyError, load_study, study_from_dict
-from pipelines.tune.sweep import max_concurrent_trials, param_space, run_sweep, trial_bundles
 from tests.sweep_runs import sweep_child_runs
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from recrl.pipelines.slate.job import SlateJob
+from recrl.pipelines.tune.study import StudyError, load_study, study_from_dict
+from recrl.pipelines.tune.sweep import max_concurrent_trials, trial_bundles
 
-from pipelines.slate.slate_job import SlateJob
-from pipelines.tune.study import StudyError, load_study, study_from_dict
-from pipelines.tune.sweep import max_concurrent_trials, trial_bundles
 from tests.sweep_runs import sweep_child_runs
 
 REPO = Path(__file__).parents[1]
@@ -65,11 +65,10 @@ def test_a_two_trial_slate_sweep_reports_learning_curves_and_logs_children(
     ray_session, tmp_path, monkeypatch, one_torch_thread
 ):
     from mlflow import MlflowClient
-
-    from envs.generated_dataset import write_generated_dataset
-    from envs.session_generator import SessionGeneratorConfig
-    from pipelines.cli import main
-    from pipelines.tune.sweep import run_sweep
+    from recrl.envs.generated_dataset import write_generated_dataset
+    from recrl.envs.session_generator import SessionGeneratorConfig
+    from recrl.pipelines.cli import main
+    from recrl.pipelines.tune.sweep import run_sweep
 
     write_generated_dataset(SessionGeneratorConfig(n_sessions=300, n_items=50), tmp_path / "gen")
     sets, um = str(tmp_path / "sets"), tmp_path / "um"

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from pipelines.tune.report import RunCurve, format_table, judge, summarize
-from pipelines.tune.study import ReportConfig, StudyError, load_study, study_from_dict
-from pipelines.tune.sweep import max_concurrent_trials, with_reader_cpus
+from recrl.pipelines.tune.report import RunCurve, format_table, judge, summarize
+from recrl.pipelines.tune.study import ReportConfig, StudyError, load_study, study_from_dict
+from recrl.pipelines.tune.sweep import max_concurrent_trials, with_reader_cpus
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = {"name": "s", "data": "d", "variants": ["snqn"], "search": {"n_neg": {"grid": [1, 5]}}}

@@ -7,14 +7,14 @@ import json
 from dataclasses import replace
 
 import pytest
+from recrl.envs.session_generator import SessionGeneratorConfig, generate_sessions
+from recrl.pipelines.prepare.config import PrepareConfig
+from recrl.pipelines.prepare.pipeline import prepare
+from recrl.pipelines.sasrec.config import TrainConfig
+from recrl.pipelines.sasrec.job import train
+from recrl.pipelines.tune.study import study_from_dict
+from recrl.pipelines.tune.sweep import run_sweep
 
-from envs.session_generator import SessionGeneratorConfig, generate_sessions
-from pipelines.prepare.config import PrepareConfig
-from pipelines.prepare.pipeline import prepare
-from pipelines.train.config import TrainConfig
-from pipelines.train.trainer import train
-from pipelines.tune.study import study_from_dict
-from pipelines.tune.sweep import run_sweep
 from tests.sweep_runs import sweep_child_runs
 
 

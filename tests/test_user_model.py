@@ -8,11 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from models.user_model.baselines import CooccurrenceKNN, PopularityBaseline
-from models.user_model.config import UserModelConfig
-from models.user_model.data import DisplaySetArrays
-from models.user_model.losses import (
+from recrl.models.user_model.baselines import CooccurrenceKNN, PopularityBaseline
+from recrl.models.user_model.config import UserModelConfig
+from recrl.models.user_model.data import DisplaySetArrays
+from recrl.models.user_model.losses import (
     adversarial_generator_loss,
     adversarial_reward_loss,
     choice_mask,
@@ -21,8 +20,8 @@ from models.user_model.losses import (
     regularised_value,
     shannon_mle_loss,
 )
-from models.user_model.metrics import hit_at_k, precision_metrics
-from models.user_model.network import (
+from recrl.models.user_model.metrics import hit_at_k, precision_metrics
+from recrl.models.user_model.network import (
     LSTMState,
     PositionWeightState,
     UserModel,

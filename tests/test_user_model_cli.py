@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from envs.generated_dataset import write_generated_dataset
-from envs.session_generator import SessionGeneratorConfig
-from models.user_model.checkpoint import load_user_model
-from pipelines.cli import main
+from recrl.envs.generated_dataset import write_generated_dataset
+from recrl.envs.session_generator import SessionGeneratorConfig
+from recrl.models.user_model.checkpoint import load_user_model
+from recrl.pipelines.cli import main
 
 
 def test_build_fit_l2_evaluate_and_mlflow_curves(tmp_path, monkeypatch, capsys, one_torch_thread):

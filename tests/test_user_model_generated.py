@@ -16,15 +16,14 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import torch
-
-from envs import generated_dataset as written
-from envs import session_generator as gen
-from models.user_model.baselines import PopularityBaseline, softmax_log_likelihood
-from models.user_model.config import UserModelConfig
-from models.user_model.trainer import evaluate, fit_user_model
-from pipelines.display_sets.build import build_display_sets
-from pipelines.display_sets.config import DisplaySetConfig
-from pipelines.display_sets.records import load_display_sets
+from recrl.envs import generated_dataset as written
+from recrl.envs import session_generator as gen
+from recrl.models.user_model.baselines import PopularityBaseline, softmax_log_likelihood
+from recrl.models.user_model.config import UserModelConfig
+from recrl.models.user_model.trainer import evaluate, fit_user_model
+from recrl.pipelines.display_sets.build import build_display_sets
+from recrl.pipelines.display_sets.config import DisplaySetConfig
+from recrl.pipelines.display_sets.records import load_display_sets
 
 
 def _replayed_tastes(root, config, truth, clicks: pd.DataFrame) -> np.ndarray:

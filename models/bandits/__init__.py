@@ -1,7 +1,7 @@
 """Exploration bandit policies of design.md §6 (REN, GLM-UCB, shared neural UCBs) in torch."""
 
-from models.bandits.interface import BanditContext, BanditPolicy, Feedback, top_k_slate
-from models.bandits.registry import POLICIES, PolicySizes, make_policy, policy_config
+from recrl.models.bandits.interface import BanditContext, BanditPolicy, Feedback, top_k_slate
+from recrl.models.bandits.registry import POLICIES, PolicySizes, make_policy, policy_config
 
 __all__ = [
     "POLICIES",

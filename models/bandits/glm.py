@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from recrl.models.bandits.interface import BanditContext, BanditPolicy, Feedback
+from recrl.models.bandits.scores import glm_ucb_scores
+from recrl.models.bandits.sherman_morrison import identity_inverses, sherman_morrison_scatter
 from torch import Tensor
-
-from models.bandits.interface import BanditContext, BanditPolicy, Feedback
-from models.bandits.scores import glm_ucb_scores
-from models.bandits.sherman_morrison import identity_inverses, sherman_morrison_scatter
 
 
 def with_bias(features: Tensor) -> Tensor:

@@ -7,20 +7,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from torch import Tensor
-
-from models.bandits.glm import GLMUCBConfig, GLMUCBPolicy
-from models.bandits.interface import BanditPolicy
-from models.bandits.ren import RENConfig, RENPolicy
-from models.bandits.shared_ucb import GALMConfig, GALMUCBPolicy, GBLMConfig, GBLMUCBPolicy
-from models.bandits.simple import (
+from recrl.models.bandits.glm import GLMUCBConfig, GLMUCBPolicy
+from recrl.models.bandits.interface import BanditPolicy
+from recrl.models.bandits.ren import RENConfig, RENPolicy
+from recrl.models.bandits.shared_ucb import GALMConfig, GALMUCBPolicy, GBLMConfig, GBLMUCBPolicy
+from recrl.models.bandits.simple import (
     DropoutUCBConfig,
     DropoutUCBPolicy,
     GreedyConfig,
     GreedyPolicy,
     RandomPolicy,
 )
-from models.bandits.two_stage import TwoStageConfig, TwoStagePolicy
+from recrl.models.bandits.two_stage import TwoStageConfig, TwoStagePolicy
+from torch import Tensor
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ POLICIES: dict[str, PolicySpec] = {
 }
 """REN-1,2 is REN with λ_u = 0; REN-1,3 is REN with λ_d = 0 and λ_u = √10·λ_d of the λ_d
 asked for (``policy_config``), or the ``lambda_u`` given. ``2-<family>`` is the two-stage
-topic → item policy (``models.bandits.two_stage``) with ``<family>`` in both stages."""
+topic → item policy (``recrl.models.bandits.two_stage``) with ``<family>`` in both stages."""
 
 
 def _two_stage(config: TwoStageConfig, sizes: PolicySizes) -> BanditPolicy:

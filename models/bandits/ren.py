@@ -1,6 +1,6 @@
 """Recurrent exploration networks (REN; Wang et al., AAAI 2022) and their slate generation.
 
-Score (paper Eq. 5, ``models.bandits.scores.ren_scores``):
+Score (paper Eq. 5, ``recrl.models.bandits.scores.ren_scores``):
 
     p_k = μ_kᵀθ + λ_d·√(μ_kᵀA⁻¹μ_k) + λ_u·‖σ_k‖∞,   A = I + DᵀD,   σ_k = 1/√(1 + n_k)
 
@@ -27,14 +27,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
-
-from models.bandits.interface import BanditContext, BanditPolicy, Feedback, top_k_slate
-from models.bandits.scores import ren_scores
-from models.bandits.sherman_morrison import (
+from recrl.models.bandits.interface import BanditContext, BanditPolicy, Feedback, top_k_slate
+from recrl.models.bandits.scores import ren_scores
+from recrl.models.bandits.sherman_morrison import (
     quadratic_form,
     sherman_morrison_update,
 )
+from torch import Tensor
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class RENConfig:
     """λ_d, weight of the diversity term √(μᵀ(I + DᵀD)⁻¹μ). The paper picks it from
     {0.001, ..., 0.1} for its GRU's embeddings; the scale depends on the representation, and
     0.3 is what reaches the oracle on SYN-S/M/L with the latent-factor model of
-    ``models.bandits.latent_factor`` (``benchmarks/bandit_bench.py``)."""
+    ``recrl.models.bandits.latent_factor`` (``benchmarks/bandit_bench.py``)."""
     lambda_u: float | None = None
     """λ_u, weight of the uncertainty term ‖σ‖∞; None means √10·λ_d (the paper's choice)."""
     history: str = "recommended"

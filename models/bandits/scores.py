@@ -8,9 +8,8 @@ higher is better. Nothing here reads or writes policy state.
 from __future__ import annotations
 
 import torch
+from recrl.models.bandits.sherman_morrison import quadratic_form
 from torch import Tensor
-
-from models.bandits.sherman_morrison import quadratic_form
 
 
 def relevance(item_embeddings: Tensor, user_embeddings: Tensor) -> Tensor:

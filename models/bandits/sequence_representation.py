@@ -19,10 +19,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from recrl.models.bandits.adam import Adam
+from recrl.models.sasrec.encoder import SASRecConfig, SASRecEncoder
 from torch import Tensor
-
-from models.bandits.adam import Adam
-from models.sasrec.encoder import SASRecConfig, SASRecEncoder
 
 
 @dataclass(frozen=True)

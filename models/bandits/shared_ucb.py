@@ -15,13 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from recrl.models.bandits.adam import Adam
+from recrl.models.bandits.glm import with_bias
+from recrl.models.bandits.interface import BanditContext, BanditPolicy, Feedback
+from recrl.models.bandits.scores import galm_ucb_scores, gblm_ucb_scores
+from recrl.models.bandits.sherman_morrison import identity_inverses, sherman_morrison_scatter
 from torch import Tensor
-
-from models.bandits.adam import Adam
-from models.bandits.glm import with_bias
-from models.bandits.interface import BanditContext, BanditPolicy, Feedback
-from models.bandits.scores import galm_ucb_scores, gblm_ucb_scores
-from models.bandits.sherman_morrison import identity_inverses, sherman_morrison_scatter
 
 
 class _FeedbackLog:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from recrl.models.bandits.interface import BanditContext, BanditPolicy, Feedback
+from recrl.models.bandits.scores import dropout_ucb_scores, relevance
 from torch import Tensor
-
-from models.bandits.interface import BanditContext, BanditPolicy, Feedback
-from models.bandits.scores import dropout_ucb_scores, relevance
 
 
 class RandomPolicy(BanditPolicy):

@@ -25,9 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from recrl.models.bandits.interface import BanditContext, BanditPolicy, Feedback
 from torch import Tensor
-
-from models.bandits.interface import BanditContext, BanditPolicy, Feedback
 
 
 @dataclass(frozen=True)

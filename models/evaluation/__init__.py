@@ -1,6 +1,6 @@
 """Offline evaluation of next-item recommenders (design.md §2)."""
 
-from models.evaluation.ranking import (
+from recrl.models.evaluation.ranking import (
     DEFAULT_KS,
     finalize_ranking,
     merge_sums,

@@ -3,12 +3,17 @@
 One file per family; each function's docstring names its paper and equation. Imports torch only.
 """
 
-from models.objectives.ce import ce_loss
-from models.objectives.contrastive import info_nce_loss
-from models.objectives.cql import CQLActions, cql_loss
-from models.objectives.negatives import sample_negatives
-from models.objectives.sa2c import propensity_factor, sa2c_advantage, sa2c_weights, sac_weights
-from models.objectives.td import negative_td_loss, td_loss, td_target
+from recrl.models.objectives.ce import ce_loss
+from recrl.models.objectives.contrastive import info_nce_loss
+from recrl.models.objectives.cql import CQLActions, cql_loss
+from recrl.models.objectives.negatives import sample_negatives
+from recrl.models.objectives.sa2c import (
+    propensity_factor,
+    sa2c_advantage,
+    sa2c_weights,
+    sac_weights,
+)
+from recrl.models.objectives.td import negative_td_loss, td_loss, td_target
 
 __all__ = [
     "CQLActions",

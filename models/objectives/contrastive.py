@@ -2,7 +2,7 @@
 NT-Xent form (SimCLR, Chen et al. 2020) over two augmented views of each state sequence.
 
 Paper: SASRec-CCQL §3.4, eq. (3) (InfoNCE) and eq. (4) (``L_CO`` in the total); design.md §4
-"Contrastive". The views come from ``models.sasrec.augment``.
+"Contrastive". The views come from ``recrl.models.sasrec.augment``.
 """
 
 from __future__ import annotations

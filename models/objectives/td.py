@@ -6,7 +6,7 @@ the online network picks the action and the target network values it.
 
 The losses take Q values at the actions they read (``[B]`` or ``[B, N]``), not Q(s, ·) over
 the whole catalogue: only the greedy pick needs every item, and it happens where the
-networks run (`models.sasrec.network.objective_inputs`), which then evaluates the target
+networks run (`recrl.models.sasrec.network.objective_inputs`), which then evaluates the target
 network at the picked item alone.
 """
 

@@ -1,7 +1,7 @@
 """SASRec backbone, heads and sequence augmentations (pure torch)."""
 
-from models.sasrec.augment import AugmentConfig, crop, mask, random_augment, reorder
-from models.sasrec.encoder import QHead, SASRecConfig, SASRecEncoder
+from recrl.models.sasrec.augment import AugmentConfig, crop, mask, random_augment, reorder
+from recrl.models.sasrec.encoder import QHead, SASRecConfig, SASRecEncoder
 
 __all__ = [
     "AugmentConfig",

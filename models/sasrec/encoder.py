@@ -153,7 +153,7 @@ class SASRecEncoder(nn.Module):
 
     @property
     def mask_id(self) -> int:
-        """Token id that ``models.sasrec.augment.mask`` should write into masked positions."""
+        """Token id that ``recrl.models.sasrec.augment.mask`` should write into masked positions."""
         return self.n_items + 1
 
     def reset_parameters(self) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
-from models.objectives import (
+from recrl.models.objectives import (
     ce_loss,
     cql_loss,
     info_nce_loss,
@@ -15,8 +13,9 @@ from models.objectives import (
     td_loss,
     td_target,
 )
-from models.sasrec.network import ObjectiveInputs
-from models.sasrec.objective_config import SASRecObjectiveConfig
+from recrl.models.sasrec.network import ObjectiveInputs
+from recrl.models.sasrec.objective_config import SASRecObjectiveConfig
+from torch import Tensor
 
 
 def sasrec_objective(

@@ -7,11 +7,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+from recrl.models.sasrec.augment import random_augment
+from recrl.models.sasrec.encoder import QHead, SASRecConfig, SASRecEncoder, linear_columns
+from recrl.models.sasrec.objective_config import SASRecObjectiveConfig
 from torch import Tensor, nn
-
-from models.sasrec.augment import random_augment
-from models.sasrec.encoder import QHead, SASRecConfig, SASRecEncoder, linear_columns
-from models.sasrec.objective_config import SASRecObjectiveConfig
 
 
 class SASRecQNetwork(nn.Module):

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from models.sasrec.augment import AugmentConfig
+from recrl.models.sasrec.augment import AugmentConfig
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,8 @@ slate compete for the single click, which is what the cascading Q-networks add.
 from __future__ import annotations
 
 import torch
+from recrl.models.slate.cascading import CascadingQNetwork
 from torch import Tensor
-
-from models.slate.cascading import CascadingQNetwork
 
 
 def item_q(net: CascadingQNetwork, state: Tensor, candidate_features: Tensor) -> Tensor:

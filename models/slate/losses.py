@@ -3,9 +3,8 @@ target (eq. 10-11) and the additive GDQN baseline (§6.2), pure functions."""
 
 from __future__ import annotations
 
+from recrl.models.objectives.td import td_target
 from torch import Tensor
-
-from models.objectives.td import td_target
 
 
 def cascading_td_loss(

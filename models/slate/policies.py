@@ -1,17 +1,16 @@
-"""Slate policies on the simulated-user observation (`envs.user_model_env`).
+"""Slate policies on the simulated-user observation (`recrl.envs.user_model_env`).
 
 Each has ``select(obs) -> int64 [k]`` candidate slots (distinct, unmasked):
 `RandomSlatePolicy`; `GreedyUserModelPolicy` (paper's GAN-Greedy: the k candidates of
 highest utility under a user model, i.e. highest click probability, since φ is monotone in
-u). The learned Q-network policies are RLModules (`models.slate.slate_q_rl_module`).
+u). The learned Q-network policies are RLModules (`recrl.pipelines.slate.rl_module`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-
-from models.user_model.network import UserModel
+from recrl.models.user_model.network import UserModel
 
 
 def random_slots(mask: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

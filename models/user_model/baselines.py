@@ -1,7 +1,7 @@
 """Click-prediction baselines of paper Table 1, on the same display sets.
 
 Each has ``fit(train)`` and ``scores(data) -> float [N, K]`` over the shown slots (higher
-= more likely clicked); `models.user_model.metrics` turns scores into prec@k.
+= more likely clicked); `recrl.models.user_model.metrics` turns scores into prec@k.
 
 * `PopularityBaseline`: how often the item was clicked in the training page views.
 * `CooccurrenceKNN` (IKNN, Hidasi et al. 2015): item-to-item cosine similarity from how
@@ -18,9 +18,8 @@ import math
 
 import numpy as np
 import torch
+from recrl.models.user_model.data import DisplaySetArrays
 from torch import Tensor, nn
-
-from models.user_model.data import DisplaySetArrays
 
 
 def _clicked_items(data: DisplaySetArrays) -> np.ndarray:

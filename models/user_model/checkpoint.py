@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from models.user_model.config import UserModelConfig
-from models.user_model.network import UserModel
+from recrl.models.user_model.config import UserModelConfig
+from recrl.models.user_model.network import UserModel
 
 FORMAT_VERSION = 1
 

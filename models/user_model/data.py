@@ -1,7 +1,7 @@
 """Display-set records in memory: what the user model and its baselines train on.
 
 One row per page view (design.md §5): the user's previous clicks, the items shown and which of
-them was clicked, or none. `pipelines.display_sets` builds and stores them; this module
+them was clicked, or none. `recrl.pipelines.display_sets` builds and stores them; this module
 only holds the arrays, so `models/` never depends on how they were read.
 """
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from recrl.models.user_model.config import UserModelConfig
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
-
-from models.user_model.config import UserModelConfig
 
 
 class ItemFeatures(nn.Module):

@@ -15,18 +15,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
-
-from models.user_model.config import UserModelConfig
-from models.user_model.data import DisplaySetArrays
-from models.user_model.losses import (
+from recrl.models.user_model.config import UserModelConfig
+from recrl.models.user_model.data import DisplaySetArrays
+from recrl.models.user_model.losses import (
     adversarial_generator_loss,
     adversarial_reward_loss,
     choice_mask,
     shannon_mle_loss,
 )
-from models.user_model.metrics import precision_metrics
-from models.user_model.network import UserModel
+from recrl.models.user_model.metrics import precision_metrics
+from recrl.models.user_model.network import UserModel
+from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 EpochCallback = Callable[[int, dict[str, float]], None]

@@ -1,1 +1,2 @@
-"""Online bandit runs (design.md §6): a ``models.bandits`` policy against an ``envs`` simulator."""
+"""Online bandit runs (design.md §6): a ``recrl.models.bandits`` policy against an
+``recrl.envs`` simulator."""

@@ -21,11 +21,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from recrl.models.bandits import BanditContext, Feedback, PolicySizes, make_policy
+from recrl.pipelines.bandit.config import BanditRunConfig
+from recrl.pipelines.bandit.representations import LatentFactorRepresentation, SASRecRepresentation
 from torch import Tensor
-
-from models.bandits import BanditContext, Feedback, PolicySizes, make_policy
-from pipelines.bandit.config import BanditRunConfig
-from pipelines.bandit.representations import LatentFactorRepresentation, SASRecRepresentation
 
 
 def make_representation(config: BanditRunConfig, n_users: int, n_items: int):
@@ -37,7 +36,7 @@ def make_representation(config: BanditRunConfig, n_users: int, n_items: int):
 
 class BanditAgent:
     """Representation + policy of one run (``config.policy`` must name a policy of
-    ``models.bandits``; the oracle is a reference of the loop, not an agent)."""
+    ``recrl.models.bandits``; the oracle is a reference of the loop, not an agent)."""
 
     def __init__(
         self,

@@ -7,16 +7,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from envs.synthetic_bandit import SYN_REPEATS
-from models.bandits.latent_factor import LatentFactorConfig
-from models.bandits.registry import POLICIES, policy_config
-from models.bandits.sequence_representation import SequenceRepresentationConfig
-from pipelines.settings import check_known, check_types, field_types, refused
+from recrl.envs.synthetic_bandit import SYN_REPEATS
+from recrl.models.bandits.latent_factor import LatentFactorConfig
+from recrl.models.bandits.registry import POLICIES, policy_config
+from recrl.models.bandits.sequence_representation import SequenceRepresentationConfig
+from recrl.pipelines.settings import check_known, check_types, field_types, refused
 
 REFERENCE_POLICIES = ("oracle",)
 """Policies that read the simulator's ground truth; they exist only in runs, not in models/."""
 USER_CHOICE_ENVIRONMENTS = ("ml-100k", "generated")
-"""Simulators fitted on logs (``envs.user_choice``); they need ``data_path``: a MovieLens-100K
+"""Simulators fitted on logs (``recrl.envs.user_choice``); they need ``data_path``: a MovieLens-100K
 folder, or a folder written by ``recrl generate``."""
 ENVIRONMENTS = (*SYN_REPEATS, *USER_CHOICE_ENVIRONMENTS)
 
@@ -27,7 +27,7 @@ class BanditRunConfig:
     uniformly drawn user per round, a slate of ``slate_size``, the model refit on feedback)."""
 
     policy: str = "ren"
-    """A name of ``models.bandits.POLICIES`` or ``oracle``."""
+    """A name of ``recrl.models.bandits.POLICIES`` or ``oracle``."""
     env: str = "syn-s"
     """Simulator: ``syn-s``, ``syn-m``, ``syn-l`` (REN paper), ``ml-100k`` (user-choice
     simulator fitted on MovieLens-100K, two-stage paper) or ``generated`` (the same simulator
@@ -73,7 +73,7 @@ class BanditRunConfig:
     num_env_runners: int = 0
     """RLlib backend: remote EnvRunners (0 = one local EnvRunner in the driver)."""
     tracking: bool = True
-    """Log params, metrics and the curve to MLflow (through ``pipelines.tracking``)."""
+    """Log params, metrics and the curve to MLflow (through ``recrl.pipelines.tracking``)."""
     experiment: str = "recrl-bandit"
     """MLflow experiment name."""
 

@@ -1,7 +1,7 @@
 """A bandit run (`recrl bandit`, a bandit sweep trial): the chosen back end, in one call.
 
-The ``loop`` back end (`pipelines.bandit.loop`) steps the policy and the simulator in this
-process; ``rllib`` (`pipelines.bandit.bandit_algorithm`) runs the same agent as an RLlib
+The ``loop`` back end (`recrl.pipelines.bandit.loop`) steps the policy and the simulator in this
+process; ``rllib`` (`recrl.pipelines.bandit.algorithm`) runs the same agent as an RLlib
 module, learner and EnvRunners. Both import the shared pieces from ``loop``; only this
 module imports both, so neither imports the other back.
 """
@@ -9,10 +9,9 @@ module imports both, so neither imports the other back.
 from __future__ import annotations
 
 import torch
-
-from pipelines.bandit.config import BanditRunConfig
-from pipelines.bandit.loop import BanditRunResult, run_loop
-from pipelines.tracking import Tracker
+from recrl.pipelines.bandit.config import BanditRunConfig
+from recrl.pipelines.bandit.loop import BanditRunResult, run_loop
+from recrl.pipelines.tracking import Tracker
 
 
 def run_bandit(
@@ -29,8 +28,8 @@ def run_bandit(
     torch.set_num_threads(1)
     try:
         if config.backend == "rllib":
-            from pipelines.bandit.bandit_algorithm import run_bandit_rllib
-            from pipelines.ray_runtime import ensure_ray
+            from recrl.pipelines.bandit.algorithm import run_bandit_rllib
+            from recrl.pipelines.ray_runtime import ensure_ray
 
             ensure_ray()
             return run_bandit_rllib(config, tracker, progress=progress)

@@ -21,12 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from recrl.envs.synthetic_bandit import SyntheticBanditConfig, SyntheticBanditEnv
+from recrl.pipelines.bandit.agent import BanditAgent
+from recrl.pipelines.bandit.config import USER_CHOICE_ENVIRONMENTS, BanditRunConfig
+from recrl.pipelines.tracking import NullTracker, Tracker
 from tqdm import tqdm
-
-from envs.synthetic_bandit import SyntheticBanditConfig, SyntheticBanditEnv
-from pipelines.bandit.agent import BanditAgent
-from pipelines.bandit.config import USER_CHOICE_ENVIRONMENTS, BanditRunConfig
-from pipelines.tracking import NullTracker, Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ def make_environment(config: BanditRunConfig):
     """The simulator named by ``config.env`` (a fitted one is fitted once per data path and
     seed in this process, ~10 s on an idle machine, and reused by later runs)."""
     if config.env.lower() in USER_CHOICE_ENVIRONMENTS:
-        from envs.user_choice_env import UserChoiceConfig, UserChoiceEnv
+        from recrl.envs.user_choice_env import UserChoiceConfig, UserChoiceEnv
 
         simulator, topics = fitted_simulator(config.env.lower(), config.data_path, config.seed)
         panel = UserChoiceConfig(
@@ -88,7 +87,7 @@ def make_environment(config: BanditRunConfig):
 def fitted_simulator(env: str, data_path: str, seed: int):
     """(FittedSimulator, item topics [I]) of ``env`` on ``data_path``. Cached: the simulator
     is immutable, and every policy of a benchmark must face the same one for a seed."""
-    from envs.user_choice import (
+    from recrl.envs.user_choice import (
         ClickModelConfig,
         fit_simulator,
         item_topics,
@@ -109,7 +108,7 @@ def fitted_simulator(env: str, data_path: str, seed: int):
 def run_loop(
     config: BanditRunConfig, tracker: Tracker | None = None, *, progress: bool = True
 ) -> BanditRunResult:
-    """The ``loop`` back end of `pipelines.bandit.job.run_bandit`: policy and simulator
+    """The ``loop`` back end of `recrl.pipelines.bandit.job.run_bandit`: policy and simulator
     stepped in this process, no Ray runtime."""
     torch.manual_seed(config.seed)
     env = make_environment(config)

@@ -1,9 +1,9 @@
 """The representation a bandit run reads: turns a simulator observation into a policy context
 and learns from feedback rows. Two kinds (``BanditRunConfig.encoder``):
 
-- ``latent-factor``: ``models.bandits.latent_factor.LatentFactorModel`` (ridge ALS, per-user
+- ``latent-factor``: ``recrl.models.bandits.latent_factor.LatentFactorModel`` (ridge ALS, per-user
   θ_u; cheap, refit every round);
-- ``sasrec``: ``models.bandits.sequence_representation.SequenceRepresentation`` (the SASRec
+- ``sasrec``: ``recrl.models.bandits.sequence_representation.SequenceRepresentation`` (the SASRec
   encoder over the user's recent chosen items; retrained every ``refit_interval`` rounds).
 
 ``get_state``/``set_state`` carry what ``context`` reads (embedding tables or encoder
@@ -13,15 +13,14 @@ weights), so a copy in an RLlib EnvRunner builds the same contexts as the Learne
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
-from models.bandits import BanditContext
-from models.bandits.latent_factor import LatentFactorConfig, LatentFactorModel
-from models.bandits.sequence_representation import (
+from recrl.models.bandits import BanditContext
+from recrl.models.bandits.latent_factor import LatentFactorConfig, LatentFactorModel
+from recrl.models.bandits.sequence_representation import (
     SequenceRepresentation,
     SequenceRepresentationConfig,
 )
-from models.bandits.simple import DropoutUCBPolicy
+from recrl.models.bandits.simple import DropoutUCBPolicy
+from torch import Tensor
 
 
 def _history(observation: dict, n_items: int, item_embeddings: Tensor):

@@ -121,12 +121,12 @@ def register(commands) -> None:
 
 
 def run(args) -> int:
-    from pipelines.bandit.config import BanditRunConfig
-    from pipelines.bandit.job import run_bandit
-    from pipelines.checks import check_input, check_output_dir
-    from pipelines.commands.overrides import parse_overrides
-    from pipelines.settings import refused
-    from pipelines.tracking import NullTracker, Tracker, dashboard_command
+    from recrl.pipelines.bandit.config import BanditRunConfig
+    from recrl.pipelines.bandit.job import run_bandit
+    from recrl.pipelines.checks import check_input, check_output_dir
+    from recrl.pipelines.commands.overrides import parse_overrides
+    from recrl.pipelines.settings import refused
+    from recrl.pipelines.tracking import NullTracker, Tracker, dashboard_command
 
     settings = parse_overrides(args.overrides)
     with refused():
@@ -162,7 +162,7 @@ def run(args) -> int:
 def write_series(result, path: Path) -> Path:
     """One CSV row per round: reward, oracle reward, CTR, cumulative regret. Written aside
     and renamed in (`atomic_write`): an interrupted write leaves the previous file whole."""
-    from pipelines.atomic_output import atomic_write
+    from recrl.pipelines.atomic_output import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
     regret = result.cumulative_regret

@@ -1,5 +1,5 @@
 """``recrl mlflow-sync``: upload what a training run wrote to its MLflow spool during a
-tracking outage. The work is in `pipelines.tracking_spool`."""
+tracking outage. The work is in `recrl.pipelines.tracking_spool`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from pipelines.errors import JobFailedError, UserError
+from recrl.pipelines.errors import JobFailedError, UserError
 
 _EPILOG = """\
 When the MLflow tracking server cannot be reached, `recrl train` keeps training and writes
@@ -60,9 +60,8 @@ def register(commands) -> None:
 def run(args) -> int:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
-
-    from pipelines.tracking import tracking_uri
-    from pipelines.tracking_spool import (
+    from recrl.pipelines.tracking import tracking_uri
+    from recrl.pipelines.tracking_spool import (
         SPOOL_FILE,
         SpoolError,
         pending_records,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.errors import SettingError, UserError
+from recrl.pipelines.errors import SettingError, UserError
 
 
 def parse_overrides(pairs: list[str]) -> dict:

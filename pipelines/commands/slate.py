@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipelines.slate.policy_names import POLICIES
+from recrl.pipelines.slate.policy_names import POLICIES
 
 _EPILOG = """\
 policies:
@@ -63,11 +63,11 @@ def register(commands) -> None:
 
 
 def run(args) -> int:
-    from pipelines.checks import check_input, check_output_dir
-    from pipelines.commands.usermodel import _check_display_sets
-    from pipelines.settings import refused
-    from pipelines.slate.slate_job import SlateJob, run_slate_job
-    from pipelines.slate.slate_q_config import CDQNConfig
+    from recrl.pipelines.checks import check_input, check_output_dir
+    from recrl.pipelines.commands.usermodel import _check_display_sets
+    from recrl.pipelines.settings import refused
+    from recrl.pipelines.slate.config import CDQNConfig
+    from recrl.pipelines.slate.job import SlateJob, run_slate_job
 
     warmup = min(500, args.steps // 10) if args.warmup_steps is None else args.warmup_steps
     with refused():

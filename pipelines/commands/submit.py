@@ -1,5 +1,5 @@
 """``recrl submit``: run a recrl command on a Ray cluster as a Ray job and stream its logs.
-The work is in `pipelines.jobs`."""
+The work is in `recrl.pipelines.jobs`."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines import errors
+from recrl.pipelines import errors
 
 _SUBMIT_EPILOG = """\
 Everything after `--` is the recrl command to run on the cluster. The checkout
 (--working-dir) is uploaded without data, runs/, MLflow stores (mlruns.db, mlartifacts/),
-virtualenvs, .git and caches, and the job runs `python -m pipelines.cli COMMAND` in it, so
+virtualenvs, .git and caches, and the job runs `python -m recrl.pipelines.cli COMMAND` in it, so
 the cluster runs this code. It is the same as the raw Ray command:
 
   ray job submit --address http://HEAD:8265 --working-dir . -- recrl train ...
@@ -69,7 +69,7 @@ def register(commands) -> None:
 
 
 def run(args) -> int:
-    from pipelines.jobs import JobFailedError, JobSubmissionError, resolve_address, submit
+    from recrl.pipelines.jobs import JobFailedError, JobSubmissionError, resolve_address, submit
 
     recrl_args = list(args.recrl_args)
     if recrl_args[:1] == ["--"]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipelines.commands.overrides import parse_overrides, read_settings_file
-from pipelines.errors import SettingError
-from pipelines.summaries import format_train_result
+from recrl.pipelines.commands.overrides import parse_overrides, read_settings_file
+from recrl.pipelines.errors import SettingError
+from recrl.pipelines.summaries import format_train_result
 
 DEFAULT_VARIANT = "sasrec_ccql"
 
@@ -105,7 +105,7 @@ def register(commands) -> None:
 
 def train_config(args):
     """The `TrainConfig` of the parsed arguments: --config file, then --set, then flags."""
-    from pipelines.train.config import TrainConfig
+    from recrl.pipelines.sasrec.config import TrainConfig
 
     settings = _settings(args)
     variant = settings.pop("variant", None) or args.variant or DEFAULT_VARIANT
@@ -119,10 +119,10 @@ def resumed_config(args):
     with it must agree with the saved ones, except `RESUME_MAY_CHANGE`."""
     import dataclasses
 
-    from pipelines.checks import check_input
-    from pipelines.settings import convert, field_types, refused
-    from pipelines.train.config import TrainConfig
-    from pipelines.train.trainer import read_run_config
+    from recrl.pipelines.checks import check_input
+    from recrl.pipelines.sasrec.config import TrainConfig
+    from recrl.pipelines.sasrec.job import read_run_config
+    from recrl.pipelines.settings import convert, field_types, refused
 
     if args.run_dir is not None and args.run_dir != args.resume:
         raise SettingError(f"--resume {args.resume} writes into that folder; drop --run-dir")
@@ -140,7 +140,7 @@ def resumed_config(args):
     for key, value in settings.items():
         owner = next((s for s, (_, cls) in sections.items() if key in field_types(cls)), None)
         if owner is None or key in ("encoder", "objective"):
-            from pipelines.settings import unknown_setting
+            from recrl.pipelines.settings import unknown_setting
 
             raise unknown_setting(key, [k for _, c in sections.values() for k in field_types(c)])
         current, cls = sections[owner]
@@ -201,7 +201,7 @@ def _resources(pairs: list[str]) -> dict[str, float]:
 
 
 def run(args) -> int:
-    from pipelines.train.trainer import latest_checkpoint, train
+    from recrl.pipelines.sasrec.job import latest_checkpoint, train
 
     if args.resume is not None:
         config, run_id = resumed_config(args)

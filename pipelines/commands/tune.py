@@ -87,10 +87,10 @@ def register(commands) -> None:
 
 
 def run(args) -> int:
-    from pipelines.checks import check_output_dir, check_prepared_dataset
-    from pipelines.commands.overrides import parse_overrides
-    from pipelines.tune.study import load_study
-    from pipelines.tune.sweep import DEFAULT_STORAGE, run_sweep
+    from recrl.pipelines.checks import check_output_dir, check_prepared_dataset
+    from recrl.pipelines.commands.overrides import parse_overrides
+    from recrl.pipelines.tune.study import load_study
+    from recrl.pipelines.tune.sweep import DEFAULT_STORAGE, run_sweep
 
     study = load_study(args.study, parse_overrides(args.overrides))
     if study.trainable == "sasrec":
@@ -104,9 +104,9 @@ def run(args) -> int:
 
 
 def run_report(args) -> int:
-    from pipelines.errors import UserError
-    from pipelines.tracking import NullTracker, Tracker
-    from pipelines.tune.sweep import load_sweep_study, write_report
+    from recrl.pipelines.errors import UserError
+    from recrl.pipelines.tracking import NullTracker, Tracker
+    from recrl.pipelines.tune.sweep import load_sweep_study, write_report
 
     try:
         study, parent = load_sweep_study(args.sweep)

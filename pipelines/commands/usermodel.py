@@ -7,7 +7,7 @@ import json
 import logging
 import textwrap
 
-from pipelines.errors import UserError
+from recrl.pipelines.errors import UserError
 
 logger = logging.getLogger("recrl")
 
@@ -107,10 +107,10 @@ def run(args) -> int:
 
 
 def _build(args) -> int:
-    from pipelines.checks import check_input, check_output_dir
-    from pipelines.display_sets.build import build_display_sets
-    from pipelines.display_sets.config import DisplaySetConfig
-    from pipelines.settings import refused
+    from recrl.pipelines.checks import check_input, check_output_dir
+    from recrl.pipelines.display_sets.build import build_display_sets
+    from recrl.pipelines.display_sets.config import DisplaySetConfig
+    from recrl.pipelines.settings import refused
 
     with refused():
         config = DisplaySetConfig(
@@ -137,10 +137,10 @@ def _build(args) -> int:
 
 
 def _fit(args) -> int:
-    from models.user_model.config import UserModelConfig
-    from pipelines.checks import check_output_dir
-    from pipelines.settings import refused
-    from pipelines.slate.user_model_job import MODEL_FILE, UserModelJob, run_user_model_job
+    from recrl.models.user_model.config import UserModelConfig
+    from recrl.pipelines.checks import check_output_dir
+    from recrl.pipelines.settings import refused
+    from recrl.pipelines.usermodel.job import MODEL_FILE, UserModelJob, run_user_model_job
 
     with refused():
         config = UserModelConfig(
@@ -166,10 +166,10 @@ def _fit(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from models.user_model.checkpoint import load_user_model
-    from pipelines.checks import check_input
-    from pipelines.display_sets.records import load_display_sets
-    from pipelines.slate.user_model_job import baseline_metrics, evaluate_split
+    from recrl.models.user_model.checkpoint import load_user_model
+    from recrl.pipelines.checks import check_input
+    from recrl.pipelines.display_sets.records import load_display_sets
+    from recrl.pipelines.usermodel.job import baseline_metrics, evaluate_split
 
     check_input(args.model, "--model", kind="file")
     _check_display_sets(args.data)
@@ -201,7 +201,7 @@ def _evaluate(args) -> int:
 
 def _check_display_sets(path: str, flag: str = "--data") -> None:
     """``path`` is a folder written by ``recrl usermodel build``."""
-    from pipelines.checks import check_input
+    from recrl.pipelines.checks import check_input
 
     folder = check_input(path, flag, kind="folder")
     if not (folder / "meta.json").is_file():

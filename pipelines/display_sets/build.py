@@ -26,18 +26,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-
-from pipelines.atomic_output import list_files, refuse_foreign, staged_output
-from pipelines.display_sets.config import NEAR_TIME_SOURCES, DisplaySetConfig
-from pipelines.display_sets.features import read_mind_news, read_movielens_items
-from pipelines.display_sets.impressions import (
+from recrl.pipelines.atomic_output import list_files, refuse_foreign, staged_output
+from recrl.pipelines.display_sets.config import NEAR_TIME_SOURCES, DisplaySetConfig
+from recrl.pipelines.display_sets.features import read_mind_news, read_movielens_items
+from recrl.pipelines.display_sets.impressions import (
     IMPRESSION_DROP_REASONS,
     REASON_COLUMN,
     impression_records,
     read_impressions,
 )
-from pipelines.display_sets.near_time import near_time_sets
-from pipelines.display_sets.records import (
+from recrl.pipelines.display_sets.near_time import near_time_sets
+from recrl.pipelines.display_sets.records import (
     ITEMS_FILE,
     META_FILE,
     Records,
@@ -46,13 +45,13 @@ from pipelines.display_sets.records import (
     write_meta,
     write_records,
 )
-from pipelines.prepare import schema
-from pipelines.prepare.config import PrepareConfig
-from pipelines.prepare.errors import EmptyDatasetError, InvalidValuesError
-from pipelines.prepare.local import parse_local
-from pipelines.prepare.meta import RowAccounting, describe_sources
-from pipelines.prepare.reading import SourceFile
-from pipelines.prepare.split import SPLITS
+from recrl.pipelines.prepare import schema
+from recrl.pipelines.prepare.config import PrepareConfig
+from recrl.pipelines.prepare.errors import EmptyDatasetError, InvalidValuesError
+from recrl.pipelines.prepare.local import parse_local
+from recrl.pipelines.prepare.meta import RowAccounting, describe_sources
+from recrl.pipelines.prepare.reading import SourceFile
+from recrl.pipelines.prepare.split import SPLITS
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ def build_display_sets(config: DisplaySetConfig) -> DisplaySetResult:
     """Read, build, split by user and write; see the module docstring and `records`.
 
     The folder is built in a staging sibling and swapped in whole when complete
-    (`pipelines.atomic_output`): a failure leaves the previous display sets as they were.
+    (`recrl.pipelines.atomic_output`): a failure leaves the previous display sets as they were.
     A folder holding files recrl did not write is refused, and they are never deleted.
     """
     ours = {f"{name}.parquet" for name in SPLITS} | {ITEMS_FILE, META_FILE}

@@ -6,8 +6,8 @@ import codecs
 from dataclasses import dataclass
 from typing import Literal
 
-from pipelines.prepare.config import TIMESTAMP_CHOICES, TimestampChoice
-from pipelines.prepare.parsing import DEFAULT_YEARS, check_years
+from recrl.pipelines.prepare.config import TIMESTAMP_CHOICES, TimestampChoice
+from recrl.pipelines.prepare.parsing import DEFAULT_YEARS, check_years
 
 DisplaySource = Literal["movielens", "yoochoose", "generic", "impressions", "mind"]
 DISPLAY_SOURCES: tuple[str, ...] = ("movielens", "yoochoose", "generic", "impressions", "mind")

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from pipelines.prepare.errors import SchemaMismatchError
+from recrl.pipelines.prepare.errors import SchemaMismatchError
 
 logger = logging.getLogger(__name__)
 

@@ -26,12 +26,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from models.user_model.data import NO_CLICK
-from pipelines.display_sets.records import Records, previous_clicks
-from pipelines.prepare.adapters import SAMPLE_ROWS
-from pipelines.prepare.errors import MissingInputError
-from pipelines.prepare.parsing import (
+from recrl.models.user_model.data import NO_CLICK
+from recrl.pipelines.display_sets.records import Records, previous_clicks
+from recrl.pipelines.prepare.adapters import SAMPLE_ROWS
+from recrl.pipelines.prepare.errors import MissingInputError
+from recrl.pipelines.prepare.parsing import (
     DEFAULT_YEARS,
     detect_timestamp_format,
     parse_ids,
@@ -39,7 +38,7 @@ from pipelines.prepare.parsing import (
     timestamp_votes,
     year_range_ns,
 )
-from pipelines.prepare.reading import (
+from recrl.pipelines.prepare.reading import (
     CsvLayout,
     SourceFile,
     check_layout,

@@ -23,10 +23,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from models.user_model.data import NO_CLICK, DisplaySetArrays
-from pipelines.prepare.errors import MissingInputError
-from pipelines.prepare.split import SPLITS, assign_splits
+from recrl.models.user_model.data import NO_CLICK, DisplaySetArrays
+from recrl.pipelines.prepare.errors import MissingInputError
+from recrl.pipelines.prepare.split import SPLITS, assign_splits
 
 USER, TIMESTAMP, HISTORY, SHOWN, CLICK = "user", "timestamp", "history", "shown", "click"
 ITEM, RAW_ITEM_ID = "item", "raw_item_id"
@@ -167,7 +166,7 @@ def _arrays(table: pa.Table, pad_id: int) -> DisplaySetArrays:
 
 
 def load_display_sets(path: str | os.PathLike) -> DisplaySetDataset:
-    """Read a folder written by `pipelines.display_sets.build.build_display_sets`."""
+    """Read a folder written by `recrl.pipelines.display_sets.build.build_display_sets`."""
     root = Path(path)
     if not (root / META_FILE).exists():
         raise MissingInputError(

@@ -17,17 +17,16 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from pipelines.prepare import schema
-from pipelines.prepare.config import PrepareConfig
-from pipelines.prepare.errors import MissingInputError
-from pipelines.prepare.parsing import (
+from recrl.pipelines.prepare import schema
+from recrl.pipelines.prepare.config import PrepareConfig
+from recrl.pipelines.prepare.errors import MissingInputError
+from recrl.pipelines.prepare.parsing import (
     IdType,
     TimestampUnit,
     detect_timestamp_format,
     timestamp_votes,
 )
-from pipelines.prepare.reading import (
+from recrl.pipelines.prepare.reading import (
     CsvLayout,
     SourceFile,
     check_layout,

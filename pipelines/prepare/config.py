@@ -7,8 +7,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipelines.errors import SettingError
-from pipelines.prepare.parsing import check_years, epoch_units_overlap
+from recrl.pipelines.errors import SettingError
+from recrl.pipelines.prepare.parsing import check_years, epoch_units_overlap
 
 SourceName = Literal["yoochoose", "retailrocket", "movielens", "open_bandit", "generic"]
 SOURCES: tuple[str, ...] = ("yoochoose", "retailrocket", "movielens", "open_bandit", "generic")

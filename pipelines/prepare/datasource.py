@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from ray.data.datasource import FileBasedDatasource
-
-from pipelines.prepare.reading import SourceFile, iter_numbered_tables, resolve_filesystem
+from recrl.pipelines.prepare.reading import SourceFile, iter_numbered_tables, resolve_filesystem
 
 
 class NumberedFileDatasource(FileBasedDatasource):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.errors import UserError
+from recrl.pipelines.errors import UserError
 
 
 class DataError(UserError, ValueError):

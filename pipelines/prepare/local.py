@@ -13,17 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-
-from pipelines.prepare import schema, stages
-from pipelines.prepare.adapters import (
+from recrl.pipelines.prepare import schema, stages
+from recrl.pipelines.prepare.adapters import (
     SAMPLE_ROWS,
     Adapter,
     decide_timestamp_format,
     find_sources,
 )
-from pipelines.prepare.config import PrepareConfig
-from pipelines.prepare.parsing import parse_events
-from pipelines.prepare.reading import SourceFile, read_local
+from recrl.pipelines.prepare.config import PrepareConfig
+from recrl.pipelines.prepare.parsing import parse_events
+from recrl.pipelines.prepare.reading import SourceFile, read_local
 
 
 @dataclass(frozen=True)

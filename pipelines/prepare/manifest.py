@@ -21,11 +21,10 @@ from typing import Any
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-
-from pipelines.atomic_output import list_files
-from pipelines.prepare.errors import DataError, ShardMismatchError
-from pipelines.prepare.meta import META_FILE, read_meta
-from pipelines.prepare.reading import resolve_filesystem
+from recrl.pipelines.atomic_output import list_files
+from recrl.pipelines.prepare.errors import DataError, ShardMismatchError
+from recrl.pipelines.prepare.meta import META_FILE, read_meta
+from recrl.pipelines.prepare.reading import resolve_filesystem
 
 SHARDS = "shards"
 """Key of the manifest in meta.json: a list of {path, rows, bytes, sha256}."""

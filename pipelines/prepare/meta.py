@@ -8,7 +8,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.prepare.reading import SourceFile, resolve_filesystem
+from recrl.pipelines.prepare.reading import SourceFile, resolve_filesystem
 
 META_FILE = "meta.json"
 FORMAT_VERSION = 2

@@ -1,7 +1,7 @@
 """The output folder of `recrl prepare`: refusing to clobber it, and writing the shards.
 
 `prepare` builds the new dataset in a staging sibling and swaps it in when complete
-(`pipelines.atomic_output`), ``meta.json`` with its shard manifest written last. An existing
+(`recrl.pipelines.atomic_output`), ``meta.json`` with its shard manifest written last. An existing
 folder with the same dataset id is reused once its shards match the manifest; a different
 or incomplete one is refused unless ``overwrite``; a folder holding files recrl did not
 write (at any depth) is refused always, and nothing in it is ever deleted.
@@ -16,16 +16,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-
-from models import batch as cols
-from pipelines.atomic_output import check_writable, list_files, recover, refuse_foreign
-from pipelines.prepare import stages
-from pipelines.prepare.config import PrepareConfig
-from pipelines.prepare.errors import OutputExistsError
-from pipelines.prepare.manifest import manifest_paths, verify_dataset
-from pipelines.prepare.meta import META_FILE, read_meta
-from pipelines.prepare.reading import resolve_filesystem
-from pipelines.prepare.split import SPLITS
+from recrl.models import batch as cols
+from recrl.pipelines.atomic_output import check_writable, list_files, recover, refuse_foreign
+from recrl.pipelines.prepare import stages
+from recrl.pipelines.prepare.config import PrepareConfig
+from recrl.pipelines.prepare.errors import OutputExistsError
+from recrl.pipelines.prepare.manifest import manifest_paths, verify_dataset
+from recrl.pipelines.prepare.meta import META_FILE, read_meta
+from recrl.pipelines.prepare.reading import resolve_filesystem
+from recrl.pipelines.prepare.split import SPLITS
 
 ITEMS_FILE = "items.parquet"
 SESSIONS_FILE = "sessions.parquet"

@@ -20,8 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from pipelines.prepare import schema
+from recrl.pipelines.prepare import schema
 
 TimestampUnit = Literal["iso", "s", "ms", "us", "ns", "auto"]
 """A column's timestamp format; ``auto`` detects it from the values given (one decision)."""

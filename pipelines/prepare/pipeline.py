@@ -24,27 +24,26 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-
-from models import batch as cols
-from pipelines.atomic_output import staged_output
-from pipelines.prepare import schema, stages
-from pipelines.prepare.adapters import Adapter, find_sources, timestamp_format
-from pipelines.prepare.config import PrepareConfig
-from pipelines.prepare.errors import (
+from recrl.models import batch as cols
+from recrl.pipelines.atomic_output import staged_output
+from recrl.pipelines.prepare import schema, stages
+from recrl.pipelines.prepare.adapters import Adapter, find_sources, timestamp_format
+from recrl.pipelines.prepare.config import PrepareConfig
+from recrl.pipelines.prepare.errors import (
     DataError,
     EmptyDatasetError,
     InvalidValuesError,
 )
-from pipelines.prepare.local import parse_block
-from pipelines.prepare.manifest import SHARDS, build_manifest
-from pipelines.prepare.meta import (
+from recrl.pipelines.prepare.local import parse_block
+from recrl.pipelines.prepare.manifest import SHARDS, build_manifest
+from recrl.pipelines.prepare.meta import (
     FORMAT_VERSION,
     RowAccounting,
     describe_sources,
     fingerprint,
     write_meta,
 )
-from pipelines.prepare.output import (
+from recrl.pipelines.prepare.output import (
     check_output,
     counts_for,
     write_items,
@@ -52,10 +51,10 @@ from pipelines.prepare.output import (
     write_splits,
     written,
 )
-from pipelines.prepare.reading import SourceFile
-from pipelines.prepare.shuffle import hash_shuffle
-from pipelines.prepare.split import SPLITS, assign_splits, split_sizes
-from pipelines.ray_runtime import ensure_ray
+from recrl.pipelines.prepare.reading import SourceFile
+from recrl.pipelines.prepare.shuffle import hash_shuffle
+from recrl.pipelines.prepare.split import SPLITS, assign_splits, split_sizes
+from recrl.pipelines.ray_runtime import ensure_ray
 
 logger = logging.getLogger(__name__)
 
@@ -220,8 +219,7 @@ def _read_and_parse(
     adapter: Adapter, sources: list[SourceFile], config: PrepareConfig, time_format: str
 ):
     import ray.data
-
-    from pipelines.prepare.datasource import NumberedFileDatasource
+    from recrl.pipelines.prepare.datasource import NumberedFileDatasource
 
     datasource = NumberedFileDatasource(sources, range(len(sources)))
     return ray.data.read_datasource(datasource).map_batches(

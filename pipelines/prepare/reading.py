@@ -18,9 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-
-from pipelines.prepare import schema
-from pipelines.prepare.errors import DataError, MissingInputError, SchemaMismatchError
+from recrl.pipelines.prepare import schema
+from recrl.pipelines.prepare.errors import DataError, MissingInputError, SchemaMismatchError
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from models import batch as cols
-from pipelines.prepare import schema
-from pipelines.prepare.windows import build_windows
+from recrl.models import batch as cols
+from recrl.pipelines.prepare import schema
+from recrl.pipelines.prepare.windows import build_windows
 
 SPLIT = "split"
 

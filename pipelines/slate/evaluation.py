@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from envs.user_model_env import UserModelEnv
-from models.user_model.network import UserModel
+from recrl.envs.user_model_env import UserModelEnv
+from recrl.models.user_model.network import UserModel
 
 
 def item_feature_table(model: UserModel) -> torch.Tensor:

@@ -12,8 +12,7 @@ import numpy as np
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
-
-from models.slate.slate_q_rl_module import CANDIDATE_MASK, CANDIDATES, STATE
+from recrl.pipelines.slate.rl_module import CANDIDATE_MASK, CANDIDATES, STATE
 
 FIELDS = ("state", "candidates", "candidate_mask", "slate", "reward", "next_state",
           "next_candidates", "next_mask", "done")  # fmt: skip

@@ -1,7 +1,7 @@
 """One Tune trial of a bandit study: `recrl bandit` of one policy/setting/seed.
 
 The run's metric writes (every ``log_interval`` rounds: ``bandit/reward_window``,
-``bandit/cumulative_reward``, …, see `pipelines.bandit.job`) go to the trial's MLflow child
+``bandit/cumulative_reward``, …, see `recrl.pipelines.bandit.job`) go to the trial's MLflow child
 run and, as the same numbers, to Tune as one result each, with ``rounds`` as the step — so
 the sweep's stability report draws the paper's reward-over-rounds curves (REN Fig. 1) as
 mean ± std over seeds. A bandit run has no checkpoint: a retried trial starts over, in a
@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from pipelines.tracking import NullTracker, Tracker
-from pipelines.tune.trainable import DIVERGED, SweepContext
+from recrl.pipelines.tracking import NullTracker, Tracker
+from recrl.pipelines.tune.trainable import DIVERGED, SweepContext
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +42,7 @@ class _ReportingTracker:
 def run_bandit_trial(params: dict[str, Any], *, context: SweepContext) -> None:
     """Tune function trainable (see the module docstring)."""
     from ray import tune
-
-    from pipelines.bandit.job import run_bandit
+    from recrl.pipelines.bandit.job import run_bandit
 
     params = dict(params)
     seed = int(params.pop("seed"))

@@ -8,7 +8,7 @@ search space, seeds, Tune, MLflow parent and child runs, the stability report â€
 a kind supplies only what differs: the config a trial's settings resolve to, the metric
 namespace and the step its curves are drawn against, and whether trials read a dataset
 through Ray Data (which decides the CPUs kept free for their readers, see
-`pipelines.tune.sweep`).
+`recrl.pipelines.tune.sweep`).
 """
 
 from __future__ import annotations
@@ -48,13 +48,13 @@ class TrialKind:
 
 
 def _sasrec_config(data: str, variant: str | None, settings: dict[str, Any]):
-    from pipelines.train.config import TrainConfig
+    from recrl.pipelines.sasrec.config import TrainConfig
 
     return TrainConfig.for_variant(variant, data, **settings)
 
 
 def _bandit_config(data: str, variant: str | None, settings: dict[str, Any]):
-    from pipelines.bandit.config import BanditRunConfig
+    from recrl.pipelines.bandit.config import BanditRunConfig
 
     if data:  # a simulator fitted on logs (ml-100k) reads them from the study's data
         settings = {"data_path": data, **settings}
@@ -62,7 +62,7 @@ def _bandit_config(data: str, variant: str | None, settings: dict[str, Any]):
 
 
 def _slate_config(data: str, variant: str | None, settings: dict[str, Any]):
-    from pipelines.slate.slate_job import SlateJob
+    from recrl.pipelines.slate.job import SlateJob
 
     return SlateJob.from_settings(data, settings)
 

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from pipelines.atomic_output import atomic_write
-from pipelines.tune.study import ReportConfig, StudyConfig
+from recrl.pipelines.atomic_output import atomic_write
+from recrl.pipelines.tune.study import ReportConfig, StudyConfig
 
 logger = logging.getLogger(__name__)
 

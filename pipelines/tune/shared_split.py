@@ -3,7 +3,7 @@ trials through Ray's object store.
 
 Without it, every SASRec trial runs a reader of its own: Ray Data read tasks that parse the
 parquet files and a pre-learner actor that turns the Arrow rows into the learner's numpy
-columns (`pipelines.train.sasrec_algorithm.PassThroughPreLearner`). Thirty trials on one
+columns (`recrl.pipelines.sasrec.algorithm.PassThroughPreLearner`). Thirty trials on one
 machine then read the same files thirty times, start thirty pre-learner actors (each
 imports RLlib, ~8 s of CPU) and need CPUs kept free for all of them (``data_cpu``), which
 is what limits how many trials fit on a node.
@@ -92,10 +92,9 @@ def share_train_split(data: str) -> SharedTrainSplit:
     import ray
     from ray.data._internal.util import get_table_block_metadata_schema
     from ray.data.block import BlockAccessor
-
-    from pipelines.prepare.meta import read_meta
-    from pipelines.prepare.reading import resolve_filesystem
-    from pipelines.train.sasrec_algorithm import TRAIN_COLUMNS, PassThroughPreLearner
+    from recrl.pipelines.prepare.meta import read_meta
+    from recrl.pipelines.prepare.reading import resolve_filesystem
+    from recrl.pipelines.sasrec.algorithm import TRAIN_COLUMNS, PassThroughPreLearner
 
     start = time.perf_counter()
     meta = read_meta(data)
@@ -169,7 +168,7 @@ class SharedOfflineData(OfflineData):
 
 
 def use_shared_split(algo_config: Any, key: str) -> Any:
-    """``algo_config`` (`pipelines.train.sasrec_algorithm.algorithm_config`'s, not yet
+    """``algo_config`` (`recrl.pipelines.sasrec.algorithm.algorithm_config`'s, not yet
     built) streaming the split registered under ``key`` instead of reading parquet: as many
     passes as its file list has, the same shuffle and batching."""
     algo_config.input_ = [f"{INPUT_SCHEME}{key}"] * len(algo_config.input_)
@@ -183,7 +182,7 @@ def use_shared_split(algo_config: Any, key: str) -> Any:
 def trial_reads_shared_split(split: SharedTrainSplit) -> Iterator[Callable[[Any], Any]]:
     """Within it, ``split`` is registered for this process and the yielded function turns an
     RLlib algorithm config into one that streams it (`use_shared_split`): pass it to
-    `pipelines.train.trainer.train` as ``configure_algorithm``. The registry, not the config,
+    `recrl.pipelines.sasrec.job.train` as ``configure_algorithm``. The registry, not the config,
     holds the object references, since RLlib writes the config into every checkpoint."""
     key = uuid.uuid4().hex
     _TRIAL_SPLITS[key] = split

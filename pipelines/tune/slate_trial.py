@@ -16,8 +16,8 @@ import os
 from dataclasses import replace
 from typing import Any
 
-from pipelines.tracking import NullTracker, Tracker
-from pipelines.tune.trainable import DIVERGED, SweepContext
+from recrl.pipelines.tracking import NullTracker, Tracker
+from recrl.pipelines.tune.trainable import DIVERGED, SweepContext
 
 logger = logging.getLogger(__name__)
 
@@ -25,10 +25,9 @@ logger = logging.getLogger(__name__)
 def run_slate_trial(params: dict[str, Any], *, context: SweepContext) -> None:
     """Tune function trainable (see the module docstring)."""
     from ray import tune
-
-    from models.user_model.checkpoint import load_user_model
-    from pipelines.display_sets.records import load_display_sets
-    from pipelines.slate.slate_job import run_slate_seed
+    from recrl.models.user_model.checkpoint import load_user_model
+    from recrl.pipelines.display_sets.records import load_display_sets
+    from recrl.pipelines.slate.job import run_slate_seed
 
     params = dict(params)
     seed = int(params.pop("seed"))

@@ -1,7 +1,7 @@
 """A sweep study: one YAML file in ``tune_configs/`` read into a typed `StudyConfig`.
 
 A study names what is trained (``trainable``: SASRec variants on a prepared dataset, bandit
-runs against a simulator, or slate policies against a user model — `pipelines.tune.kinds`),
+runs against a simulator, or slate policies against a user model — `recrl.pipelines.tune.kinds`),
 the settings every trial shares,
 the search space, the seeds, the metric that ranks trials, the scheduler and the resources
 of one trial. Variants and seeds are grid dimensions of their own, so a study of 3
@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-
-from pipelines.errors import SettingError
-from pipelines.train.config import READER_CPUS
-from pipelines.tune.kinds import KINDS, TrialKind
+from recrl.pipelines.errors import SettingError
+from recrl.pipelines.sasrec.config import READER_CPUS
+from recrl.pipelines.tune.kinds import KINDS, TrialKind
 
 SEARCH_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 """``grid`` and ``choice`` take a list; the others ``[low, high]``."""
@@ -129,10 +128,11 @@ class StudyConfig:
     resources: TrialResources = field(default_factory=TrialResources)
     shared_data: bool = False
     """SASRec: the sweep's driver reads the train split once into Ray's object store and
-    every trial streams it from there (`pipelines.tune.shared_split`) instead of running a
+    every trial streams it from there (`recrl.pipelines.tune.shared_split`) instead of running a
     reader of its own, so ``resources.data_cpu`` is not kept free per trial."""
     max_concurrent_trials: int | None = None
-    """None: as many as the cluster's CPUs allow (`pipelines.tune.sweep.max_concurrent_trials`)."""
+    """None: as many as the cluster's CPUs allow
+    (`recrl.pipelines.tune.sweep.max_concurrent_trials`)."""
     max_failures: int = 2
     """Retries of a trial that crashed (not of one that diverged: that is a result)."""
     experiment: str = "recrl-sweeps"

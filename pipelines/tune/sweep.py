@@ -8,7 +8,7 @@ one child run per trial with only the training metrics — not every Tune config
 An interrupted sweep is continued with ``resume=True`` (Tune restores the unfinished
 trials from their last checkpoints; the parent run is reopened).
 With ``shared_data``, the driver reads the train split once into the object store before
-the trials start and hands it to them (`pipelines.tune.shared_split`).
+the trials start and hands it to them (`recrl.pipelines.tune.shared_split`).
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import UserError
-from pipelines.prepare.meta import read_meta
-from pipelines.tracking import NullTracker, Tracker, absolute_tracking_uri
-from pipelines.train.config import PRE_LEARNER_CPUS, READ_TASK_CPUS, READER_CPUS
-from pipelines.tune.bandit_trial import run_bandit_trial
-from pipelines.tune.report import (
+from recrl.pipelines.errors import UserError
+from recrl.pipelines.prepare.meta import read_meta
+from recrl.pipelines.sasrec.config import PRE_LEARNER_CPUS, READ_TASK_CPUS, READER_CPUS
+from recrl.pipelines.tracking import NullTracker, Tracker, absolute_tracking_uri
+from recrl.pipelines.tune.bandit_trial import run_bandit_trial
+from recrl.pipelines.tune.report import (
     GroupSummary,
     format_table,
     read_sweep,
@@ -33,16 +33,16 @@ from pipelines.tune.report import (
     write_csv,
     write_figure,
 )
-from pipelines.tune.slate_trial import run_slate_trial
-from pipelines.tune.study import StudyConfig, StudyError, study_from_dict
-from pipelines.tune.trainable import SweepContext, run_trial, trial_name
+from recrl.pipelines.tune.slate_trial import run_slate_trial
+from recrl.pipelines.tune.study import StudyConfig, StudyError, study_from_dict
+from recrl.pipelines.tune.trainable import SweepContext, run_trial, trial_name
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_STORAGE = Path("runs/sweeps")
 SWEEP_FILE = "sweep.json"
 TRAINABLES = {"sasrec": run_trial, "bandit": run_bandit_trial, "slate": run_slate_trial}
-"""The Tune function of each trainable kind (`pipelines.tune.kinds`)."""
+"""The Tune function of each trainable kind (`recrl.pipelines.tune.kinds`)."""
 
 
 class SweepExistsError(UserError, RuntimeError):
@@ -69,8 +69,7 @@ def run_sweep(
     """Run ``study`` (see the module docstring) and return its stability report."""
     import ray
     from ray import tune
-
-    from pipelines.ray_runtime import ensure_ray
+    from recrl.pipelines.ray_runtime import ensure_ray
 
     storage = Path(storage).resolve()
     # Trials run in their own working directories (and maybe on other nodes): a local
@@ -109,7 +108,7 @@ def run_sweep(
     shared = None
     if study.shared_data:
         # Read before the parent run starts: a dataset that cannot be shared fails here.
-        from pipelines.tune.shared_split import share_train_split
+        from recrl.pipelines.tune.shared_split import share_train_split
 
         shared = share_train_split(study.data)
 

@@ -1,6 +1,6 @@
 """One Tune trial: `recrl train` of one variant/setting/seed, reporting each evaluation.
 
-The trial is a function trainable around `pipelines.train.trainer.train`: each validation
+The trial is a function trainable around `recrl.pipelines.sasrec.job.train`: each validation
 evaluation is reported to Tune (``eval/…``, Q statistics, ``updates``) with the checkpoint
 taken right after it, and the trial's MLflow run is a child of the sweep's parent run.
 A retried trial (Tune's ``FailureConfig``) resumes from its last reported checkpoint, in
@@ -19,10 +19,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.tune.study import StudyConfig
+from recrl.pipelines.tune.study import StudyConfig
 
 if TYPE_CHECKING:
-    from pipelines.tune.shared_split import SharedTrainSplit
+    from recrl.pipelines.tune.shared_split import SharedTrainSplit
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class SweepContext:
     gpus_per_trial: float
     """GPU fraction each trial's learner uses (0 on a CPU-only cluster)."""
     train_split: SharedTrainSplit | None = None
-    """The train split in the object store (`pipelines.tune.shared_split`) when the study
+    """The train split in the object store (`recrl.pipelines.tune.shared_split`) when the study
     shares it; None: each trial reads the parquet files itself."""
 
 
@@ -67,8 +67,7 @@ def _short(value: Any) -> str:
 def run_trial(params: dict[str, Any], *, context: SweepContext) -> None:
     """Tune function trainable (see the module docstring)."""
     from ray import tune
-
-    from pipelines.train.trainer import TrainingDiverged, train
+    from recrl.pipelines.sasrec.job import TrainingDiverged, train
 
     params = dict(params)
     variant, seed = params.pop("variant"), int(params.pop("seed"))
@@ -102,7 +101,7 @@ def run_trial(params: dict[str, Any], *, context: SweepContext) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(point.checkpoint)))
 
     if context.train_split is not None:
-        from pipelines.tune.shared_split import trial_reads_shared_split
+        from recrl.pipelines.tune.shared_split import trial_reads_shared_split
 
         reading = trial_reads_shared_split(context.train_split)
     else:

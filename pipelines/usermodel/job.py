@@ -15,20 +15,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.user_model.baselines import (
+from recrl.models.user_model.baselines import (
     CooccurrenceKNN,
     LogisticClickModel,
     PopularityBaseline,
     softmax_log_likelihood,
 )
-from models.user_model.checkpoint import save_user_model
-from models.user_model.config import UserModelConfig
-from models.user_model.data import DisplaySetArrays
-from models.user_model.metrics import precision_metrics
-from models.user_model.network import UserModel
-from models.user_model.trainer import evaluate, fit_user_model
-from pipelines.display_sets.records import DisplaySetDataset, load_display_sets
-from pipelines.tracking import NullTracker, Tracker
+from recrl.models.user_model.checkpoint import save_user_model
+from recrl.models.user_model.config import UserModelConfig
+from recrl.models.user_model.data import DisplaySetArrays
+from recrl.models.user_model.metrics import precision_metrics
+from recrl.models.user_model.network import UserModel
+from recrl.models.user_model.trainer import evaluate, fit_user_model
+from recrl.pipelines.display_sets.records import DisplaySetDataset, load_display_sets
+from recrl.pipelines.tracking import NullTracker, Tracker
 
 logger = logging.getLogger(__name__)
 MODEL_FILE = "user_model.pt"
@@ -51,7 +51,7 @@ class UserModelJob:
     baselines: bool = True
     """Also fit and report popularity, co-occurrence kNN and the logistic click model."""
     tracking: bool = True
-    """Log to MLflow (through `pipelines.tracking`)."""
+    """Log to MLflow (through `recrl.pipelines.tracking`)."""
     experiment: str = "recrl-usermodel"
     """MLflow experiment name."""
 

@@ -1,13 +1,13 @@
-"""RLlib RLModule of the slate Q-networks: thin glue over `models.slate`.
+"""RLlib RLModule of the slate Q-networks: thin glue over `recrl.models.slate`.
 
-Observation (a dict, `envs.user_model_env`): ``state`` float [B, S] (the frozen user
+Observation (a dict, `recrl.envs.user_model_env`): ``state`` float [B, S] (the frozen user
 model's state), ``candidates`` int64 [B, P] item ids (padded), ``candidate_mask`` [B, P].
 Action: int64 [B, k] candidate slots. ``q_form`` picks the Q-function:
 
 * ``"cascading"`` (GAN-CDQN, RWD1): Q_1..Q_k of eq. 9, slate by Algorithm 1
   (`CascadingQNetwork.greedy_slate`);
 * ``"additive"`` (GAN-GDQN): Q(s, A) = Σ_j q(s, a_j), slate = top-k of q
-  (`models.slate.additive`).
+  (`recrl.models.slate.additive`).
 
 Inference returns the greedy slate; exploration replaces it, per row with probability ε
 (RLlib's ``epsilon`` schedule over the sampled env steps ``t``), by k distinct available
@@ -29,10 +29,9 @@ from ray.rllib.core.learner.utils import make_target_network
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.schedules.scheduler import Scheduler
+from recrl.models.slate.additive import additive_greedy_slate, item_q
+from recrl.models.slate.cascading import CascadingQNetwork
 from torch import Tensor
-
-from models.slate.additive import additive_greedy_slate, item_q
-from models.slate.cascading import CascadingQNetwork
 
 STATE, CANDIDATES, CANDIDATE_MASK = "state", "candidates", "candidate_mask"
 """Keys of the observation dict."""

@@ -15,15 +15,14 @@ from typing import Any
 import torch
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.utils.typing import ModuleID, ParamDict, TensorType
-from torch import Tensor
-
-from models.sasrec.loss import sasrec_objective
-from models.sasrec.sasrec_rl_module import (
+from recrl.models.sasrec.loss import sasrec_objective
+from recrl.pipelines.sasrec.rl_module import (
     NEGATIVES,
     OBJECTIVE_INPUTS,
     TRAINED_NETWORK,
     SASRecRLModule,
 )
+from torch import Tensor
 
 NUM_UPDATES_METRIC = "train/num_updates"
 """Gradient updates applied so far, at the end of the iteration."""
@@ -82,7 +81,7 @@ class UpdateMeans:
 
 
 class SASRecLearner(TorchLearner):
-    """`TorchLearner` whose loss is `models.sasrec.loss.sasrec_objective` (design.md §4).
+    """`TorchLearner` whose loss is `recrl.models.sasrec.loss.sasrec_objective` (design.md §4).
 
     Expects ``config.lr`` (phase 1) and ``config.lr_phase2`` (after ``warmup_steps`` when the
     objective has a phase 2) on its AlgorithmConfig, and RLlib's ``grad_clip`` with

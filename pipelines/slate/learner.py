@@ -25,11 +25,10 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.core.rl_module.apis import TargetNetworkAPI
 from ray.rllib.utils.typing import ModuleID, TensorType
-
-from models.slate.additive import additive_next_value
-from models.slate.cascading import next_state_value
-from models.slate.losses import additive_td_loss, cascading_td_loss
-from models.slate.slate_q_rl_module import Q_TAKEN, SlateQRLModule
+from recrl.models.slate.additive import additive_next_value
+from recrl.models.slate.cascading import next_state_value
+from recrl.models.slate.losses import additive_td_loss, cascading_td_loss
+from recrl.pipelines.slate.rl_module import Q_TAKEN, SlateQRLModule
 
 
 def bootstrap_value(module: SlateQRLModule, next_obs: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -40,12 +40,11 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from ray.tune.registry import register_env
-
-from pipelines.bandit.bandit_learner import BanditLearner
-from pipelines.bandit.bandit_rl_module import BanditRLModule, bandit_module_config
-from pipelines.bandit.config import BanditRunConfig
-from pipelines.bandit.loop import BanditRunResult, log_round_metrics, make_environment
-from pipelines.tracking import NullTracker, Tracker
+from recrl.pipelines.bandit.config import BanditRunConfig
+from recrl.pipelines.bandit.learner import BanditLearner
+from recrl.pipelines.bandit.loop import BanditRunResult, log_round_metrics, make_environment
+from recrl.pipelines.bandit.rl_module import BanditRLModule, bandit_module_config
+from recrl.pipelines.tracking import NullTracker, Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +201,7 @@ def run_bandit_rllib(
     config: BanditRunConfig, tracker: Tracker | None = None, *, progress: bool = True
 ) -> BanditRunResult:
     """``config.rounds`` rounds on RLlib; same result and metrics as ``loop.run_loop``
-    (needs a Ray runtime: ``pipelines.ray_runtime.ensure_ray``)."""
+    (needs a Ray runtime: ``recrl.pipelines.ray_runtime.ensure_ray``)."""
     from tqdm import tqdm
 
     tracker = tracker or NullTracker()

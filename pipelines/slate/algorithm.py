@@ -29,8 +29,7 @@ from ray.rllib.utils.metrics import (
     NUM_ENV_STEPS_SAMPLED_LIFETIME,
     TIMERS,
 )
-
-from pipelines.slate.transitions import TransitionReplay, episode_transitions
+from recrl.pipelines.slate.transitions import TransitionReplay, episode_transitions
 
 
 class SlateQAlgorithmConfig(DQNConfig):

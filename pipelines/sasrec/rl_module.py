@@ -1,6 +1,6 @@
 """RLlib RLModule of the SASRec variants: holds the network(s) and runs their forward passes.
 
-Thin glue over `models.sasrec.network` (design.md §3-4). The module owns:
+Thin glue over `recrl.models.sasrec.network` (design.md §3-4). The module owns:
 - ``networks[0]``: the network that serves recommendations (``score_all``, inference);
 - ``networks[1]`` (only when the objective has TD terms): the second twin
   (``double_q="twin"``, SQN recipe: each update a coin flip picks which twin is trained and
@@ -24,15 +24,14 @@ import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+from recrl.models import batch as B
+from recrl.models.objectives import sample_negatives
+from recrl.models.sasrec.augment import AugmentConfig
+from recrl.models.sasrec.encoder import SASRecConfig
+from recrl.models.sasrec.network import ObjectiveInputs, SASRecQNetwork, objective_inputs
+from recrl.models.sasrec.objective_config import SASRecObjectiveConfig
+from recrl.models.sasrec.precision import autocast_dtype
 from torch import Tensor, nn
-
-from models import batch as B
-from models.objectives import sample_negatives
-from models.sasrec.augment import AugmentConfig
-from models.sasrec.encoder import SASRecConfig
-from models.sasrec.network import ObjectiveInputs, SASRecQNetwork, objective_inputs
-from models.sasrec.objective_config import SASRecObjectiveConfig
-from models.sasrec.precision import autocast_dtype
 
 OBJECTIVE_INPUTS = "objective_inputs"
 """`_forward_train` output: the `ObjectiveInputs` of the trained network."""
@@ -70,7 +69,7 @@ def sasrec_model_config(
     """The ``model_config`` of `SASRecRLModule`: plain dicts, so that RLlib can copy, pickle
     and print it. ``item_popularity`` [I] (train counts) is only needed by the popularity
     negative sampler and the SA2C propensity factor; leave it out otherwise (it is large).
-    ``precision`` is one of `models.sasrec.precision.PRECISIONS` (training passes only)."""
+    ``precision`` is one of `recrl.models.sasrec.precision.PRECISIONS` (training passes only)."""
     autocast_dtype(precision, "cpu")  # fails here, not in a remote learner
     return {
         "precision": precision,

@@ -3,7 +3,7 @@
 A bandit policy's update is not a gradient step on a loss: the GLM parts refit from all
 feedback so far and the design-matrix inverses take Sherman–Morrison steps (``policy.update``,
 every round), and the representation refits every ``refit_interval`` rounds with its own
-optimiser (``models.bandits.latent_factor`` / ``sequence_representation``). So this Learner
+optimiser (``recrl.models.bandits.latent_factor`` / ``sequence_representation``). So this Learner
 registers no RLlib optimiser and is driven by ``learn_rounds`` — called by
 ``BanditAlgorithm.training_step`` through ``LearnerGroup.foreach_learner`` — instead of
 ``update``; RLlib still gives it its place in the stack: one owner of the learning state, on
@@ -19,8 +19,7 @@ from typing import Any
 import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
-
-from pipelines.bandit.bandit_rl_module import BanditRLModule
+from recrl.pipelines.bandit.rl_module import BanditRLModule
 
 
 class BanditLearner(TorchLearner):

@@ -1,8 +1,8 @@
-"""RLlib RLModule of a bandit policy: thin glue over ``pipelines.bandit.agent.BanditAgent``.
+"""RLlib RLModule of a bandit policy: thin glue over ``recrl.pipelines.bandit.agent.BanditAgent``.
 
 ``model_config``: ``run`` (the ``BanditRunConfig``), ``n_users``, ``n_items`` and
 ``item_topics`` (or None) of the environment. The module holds one agent — the policy of
-``models.bandits`` and its representation — and adds no computation of its own:
+``recrl.models.bandits`` and its representation — and adds no computation of its own:
 
 - ``forward_exploration`` (what EnvRunners call): for every observation of the batch, the
   policy's acquisition scores over the catalogue (`ACQUISITION_SCORES`, [B, I]) and the slate
@@ -27,14 +27,13 @@ import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
-
-from pipelines.bandit.agent import BanditAgent
+from recrl.pipelines.bandit.agent import BanditAgent
 
 ACQUISITION_SCORES = "acquisition_scores"
 """Forward output: the policy's scores [B, I] before the first pick of the slate."""
 OBS_USER, OBS_HISTORY, OBS_HISTORY_LEN = "user", "history", "history_len"
-"""Keys of the environments' dict observations (``envs.synthetic_bandit``,
-``envs.user_choice_env``)."""
+"""Keys of the environments' dict observations (``recrl.envs.synthetic_bandit``,
+``recrl.envs.user_choice_env``)."""
 
 
 def bandit_module_config(

@@ -6,11 +6,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from models.sasrec.encoder import SASRecConfig
-from models.sasrec.objective_config import VARIANTS, SASRecObjectiveConfig, objective_for
-from models.sasrec.precision import PRECISIONS
-from pipelines.errors import SettingError
-from pipelines.settings import check_known, check_types, refused
+from recrl.models.sasrec.encoder import SASRecConfig
+from recrl.models.sasrec.objective_config import VARIANTS, SASRecObjectiveConfig, objective_for
+from recrl.models.sasrec.precision import PRECISIONS
+from recrl.pipelines.errors import SettingError
+from recrl.pipelines.settings import check_known, check_types, refused
 
 PRE_LEARNER_CPUS = 0.5
 """CPUs of the reader's pre-learner actor (one per learner)."""
@@ -32,7 +32,8 @@ class TrainConfig:
     data: str
     """Prepared dataset folder (``recrl prepare`` output with train/, val/, test/)."""
     variant: str = "sasrec_ccql"
-    """One of the named presets of design.md §4 (see `models.sasrec.objective_config.VARIANTS`)."""
+    """One of the named presets of design.md §4
+    (`recrl.models.sasrec.objective_config.VARIANTS`)."""
     encoder: SASRecConfig = field(default_factory=SASRecConfig)
     """SASRec backbone (H, L, blocks, heads, dropout)."""
     objective: SASRecObjectiveConfig = field(default_factory=SASRecObjectiveConfig)

@@ -41,16 +41,15 @@ from ray.rllib.utils.metrics import (
     OFFLINE_SAMPLING_TIMER,
     TIMERS,
 )
-
-from models import batch as B
-from models.sasrec.sasrec_learner import NUM_UPDATES_METRIC, SASRecLearner
-from models.sasrec.sasrec_rl_module import (
+from recrl.models import batch as B
+from recrl.pipelines.prepare.stages import list_to_matrix
+from recrl.pipelines.sasrec.config import PRE_LEARNER_CPUS, READ_TASK_CPUS, TrainConfig
+from recrl.pipelines.sasrec.learner import NUM_UPDATES_METRIC, SASRecLearner
+from recrl.pipelines.sasrec.rl_module import (
     SASRecRLModule,
     needs_item_popularity,
     sasrec_model_config,
 )
-from pipelines.prepare.stages import list_to_matrix
-from pipelines.train.config import PRE_LEARNER_CPUS, READ_TASK_CPUS, TrainConfig
 
 TRAIN_COLUMNS = (B.STATE, B.STATE_LEN, B.ACTION, B.REWARD, B.NEXT_STATE, B.NEXT_STATE_LEN, B.DONE)
 """Columns the objectives read; the reader skips the others."""

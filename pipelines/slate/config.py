@@ -4,7 +4,7 @@ GAN-CDQN, GAN-RWD1 and GAN-GDQN (Chen et al. 2019, §5, §6.2, Algorithm 2 in th
 share one training setup — experience replay, ε-greedy, a Polyak target network — and
 differ in the Q-function (cascading or additive) and the training reward (the user model's
 learned utility or ±1 for click / no click). `SlateQAlgorithm` runs it (EnvRunners step the
-simulated user, `envs.user_model_env`; uniform replay; `SlateQLearner` updates).
+simulated user, `recrl.envs.user_model_env`; uniform replay; `SlateQLearner` updates).
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from typing import Literal
 
 import numpy as np
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-
-from models.slate.slate_q_learner import SlateQLearner
-from models.slate.slate_q_rl_module import SlateQRLModule
-from pipelines.slate.slate_q_algorithm import SlateQAlgorithmConfig
+from recrl.pipelines.slate.algorithm import SlateQAlgorithmConfig
+from recrl.pipelines.slate.learner import SlateQLearner
+from recrl.pipelines.slate.rl_module import SlateQRLModule
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ def slate_q_algorithm_config(
             target_network_update_freq=1,
             epsilon=config.epsilon_schedule(),
             # DQN's clip at global norm 40, halved with the loss: the TD loss carries the ½
-            # of the SASRec family's (`models.slate.losses`), and this keeps the clipped
+            # of the SASRec family's (`recrl.models.slate.losses`), and this keeps the clipped
             # updates as they were under the unhalved loss (Adam ignores the scale).
             grad_clip=20.0,
         )

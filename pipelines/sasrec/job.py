@@ -12,7 +12,7 @@ a job restarted with ``resume_from`` continues the same run and the same curves;
 how a Tune trial survives a retry and how ``recrl train --resume RUN_DIR`` continues.
 What a resumed job restores: the weights of every network (online, twin or Polyak target),
 the optimiser, the update count (which also fixes the objective's random draws, see
-`models.sasrec.sasrec_rl_module`), the RNG state of dropout and the position in the data
+`recrl.pipelines.sasrec.rl_module`), the RNG state of dropout and the position in the data
 stream (the stream is read again in its fixed order and the batches already trained on are
 dropped, far faster than they were trained on). With one learner a resumed run ends bit for
 bit where the uninterrupted one ends; with several, Ray Data's `streaming_split` deals the
@@ -23,7 +23,7 @@ without repeating its settings; a new job into a run folder holding a checkpoint
 refused unless it resumes or overwrites. Every file of the run folder is written to a
 temporary name and renamed, so a job killed at any moment leaves the previous version.
 If the MLflow server is unreachable, training goes on and the run folder gets
-``mlflow_spool.jsonl`` (see `pipelines.tracking`; ``recrl mlflow-sync`` uploads it).
+``mlflow_spool.jsonl`` (see `recrl.pipelines.tracking`; ``recrl mlflow-sync`` uploads it).
 """
 
 from __future__ import annotations
@@ -41,19 +41,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from pipelines.atomic_output import atomic_write
-from pipelines.errors import JobFailedError, UserError
-from pipelines.evaluation import (
+from recrl.pipelines.atomic_output import atomic_write
+from recrl.pipelines.errors import JobFailedError, UserError
+from recrl.pipelines.evaluation import (
     EvalConfig,
     evaluate,
     evaluate_with_popularity,
     load_eval_split,
 )
-from pipelines.stability_plot import plot_stability
-from pipelines.tracking import NullTracker, Tracker, git_commit
-from pipelines.tracking_spool import SPOOL_FILE
-from pipelines.train.config import TrainConfig
+from recrl.pipelines.sasrec.config import TrainConfig
+from recrl.pipelines.stability_plot import plot_stability
+from recrl.pipelines.tracking import NullTracker, Tracker, git_commit
+from recrl.pipelines.tracking_spool import SPOOL_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +113,7 @@ class TrainResult:
     seconds_evaluating: float = 0.0
     learners: list[dict[str, Any]] = field(default_factory=list)
     """Each learner at the last checkpoint: rank, Ray node id, device, weights digest
-    (`pipelines.train.sasrec_algorithm.learner_placements`); also in ``progress.json``."""
+    (`recrl.pipelines.sasrec.algorithm.learner_placements`); also in ``progress.json``."""
 
     @property
     def eval_share(self) -> float:
@@ -147,9 +146,9 @@ def train(
     ``configure_algorithm`` receives the RLlib ``AlgorithmConfig`` before it is built and
     returns the one to build (a sweep uses it to stream a train split it shared).
     """
-    from pipelines.checks import check_output_dir, check_prepared_dataset
-    from pipelines.ray_runtime import ensure_ray
-    from pipelines.train.sasrec_algorithm import build_algorithm, learner_metrics, scoring_network
+    from recrl.pipelines.checks import check_output_dir, check_prepared_dataset
+    from recrl.pipelines.ray_runtime import ensure_ray
+    from recrl.pipelines.sasrec.algorithm import build_algorithm, learner_metrics, scoring_network
 
     meta = check_prepared_dataset(config.data)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -249,9 +248,8 @@ class _Loop:
     on_eval: Callable[[EvalPoint], None] | None
 
     def run(self) -> None:
+        from recrl.pipelines.sasrec.algorithm import NUM_UPDATES_METRIC
         from tqdm import tqdm
-
-        from pipelines.train.sasrec_algorithm import NUM_UPDATES_METRIC
 
         config, result = self.config, self.result
         next_eval = (result.updates // config.eval_interval + 1) * config.eval_interval
@@ -310,7 +308,7 @@ def module_device(network: torch.nn.Module) -> torch.device:
 
 
 def module_score_fn(network, head: str):
-    """Evaluation's score function (`pipelines.evaluation.ScoreFn`) of a SASRec module's
+    """Evaluation's score function (`recrl.pipelines.evaluation.ScoreFn`) of a SASRec module's
     ``head`` (``config.rank_with``)."""
 
     def score(state, state_len):
@@ -323,8 +321,7 @@ def _check_resources(config: TrainConfig) -> None:
     """A GPU request the cluster cannot meet fails here with a clear message, instead of in
     RLlib's device assertion or as learners waiting forever for a GPU."""
     import ray
-
-    from pipelines.train.device import check_gpu_request
+    from recrl.pipelines.sasrec.device import check_gpu_request
 
     check_gpu_request(config, ray.cluster_resources().get("GPU", 0.0))
 
@@ -359,7 +356,7 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 def read_run_config(run_dir: str | Path) -> tuple[TrainConfig, str | None]:
     """The `TrainConfig` and MLflow run id a job saved in its run folder (``config.json``)."""
-    from pipelines.settings import from_dict
+    from recrl.pipelines.settings import from_dict
 
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
@@ -374,7 +371,7 @@ def read_run_config(run_dir: str | Path) -> tuple[TrainConfig, str | None]:
 def _save(algo, checkpoint: Path, result: TrainResult, history: dict) -> None:
     import pickle
 
-    from pipelines.train.sasrec_algorithm import learner_placements, learner_rng_states
+    from recrl.pipelines.sasrec.algorithm import learner_placements, learner_rng_states
 
     staging = checkpoint.with_name(checkpoint.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
@@ -410,7 +407,7 @@ def _read_progress(folder: str | Path) -> dict[str, Any]:
 def _restore(algo, folder: Path, progress: dict, result: TrainResult, history: dict) -> None:
     import pickle
 
-    from pipelines.train.sasrec_algorithm import set_learner_rng_states
+    from recrl.pipelines.sasrec.algorithm import set_learner_rng_states
 
     algo.restore_from_path(str(folder.resolve()))
     if (folder / RNG_FILE).is_file():

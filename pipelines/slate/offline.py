@@ -33,13 +33,12 @@ import numpy as np
 import torch
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
+from recrl.models.user_model.checkpoint import LoadedUserModel
+from recrl.models.user_model.data import NO_CLICK, DisplaySetArrays
+from recrl.pipelines.slate.config import CDQNConfig, slate_q_algorithm_config
+from recrl.pipelines.slate.rl_module import CANDIDATE_MASK, CANDIDATES, STATE, SlateQRLModule
+from recrl.pipelines.slate.transitions import transition_batch
 from tqdm.auto import tqdm
-
-from models.slate.slate_q_rl_module import CANDIDATE_MASK, CANDIDATES, STATE, SlateQRLModule
-from models.user_model.checkpoint import LoadedUserModel
-from models.user_model.data import NO_CLICK, DisplaySetArrays
-from pipelines.slate.slate_q_config import CDQNConfig, slate_q_algorithm_config
-from pipelines.slate.transitions import transition_batch
 
 logger = logging.getLogger(__name__)
 

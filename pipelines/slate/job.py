@@ -2,8 +2,8 @@
 
 Policies: ``cdqn`` (cascading DQN on the learned reward, GAN-CDQN), ``rwd1`` (the same on ±1
 rewards, GAN-RWD1), ``gdqn`` (additive Q, GAN-GDQN) — all three trained with RLlib
-(`pipelines.slate.slate_q_training`) —, ``offline`` (DQN-Off: the cascading Q-networks
-fitted on the training users' logged page views alone, `pipelines.slate.offline_slate_q`),
+(`recrl.pipelines.slate.training`) —, ``offline`` (DQN-Off: the cascading Q-networks
+fitted on the training users' logged page views alone, `recrl.pipelines.slate.offline`),
 ``greedy`` (top-k by the user model's utility, GAN-Greedy) and ``random``. Training uses the
 environment of ``user_model`` on the train users' page views; evaluation (paper Table 3:
 mean reward per step per user, CTR) uses ``test_user_model`` on the test users' page views —
@@ -23,18 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envs.user_model_env import UserModelEnv, UserModelEnvConfig
-from models.slate.policies import GreedyUserModelPolicy, RandomSlatePolicy
-from models.user_model.checkpoint import LoadedUserModel, load_user_model
-from models.user_model.data import DisplaySetArrays
-from pipelines.atomic_output import atomic_writes
-from pipelines.display_sets.records import load_display_sets
-from pipelines.slate.evaluation import evaluate_policy, item_feature_table
-from pipelines.slate.offline_slate_q import train_offline_slate_q
-from pipelines.slate.policy_names import POLICIES
-from pipelines.slate.slate_q_config import CDQNConfig
-from pipelines.slate.slate_q_training import ModuleSlatePolicy, train_slate_q
-from pipelines.tracking import NullTracker, Tracker
+from recrl.envs.user_model_env import UserModelEnv, UserModelEnvConfig
+from recrl.models.slate.policies import GreedyUserModelPolicy, RandomSlatePolicy
+from recrl.models.user_model.checkpoint import LoadedUserModel, load_user_model
+from recrl.models.user_model.data import DisplaySetArrays
+from recrl.pipelines.atomic_output import atomic_writes
+from recrl.pipelines.display_sets.records import load_display_sets
+from recrl.pipelines.slate.config import CDQNConfig
+from recrl.pipelines.slate.evaluation import evaluate_policy, item_feature_table
+from recrl.pipelines.slate.offline import train_offline_slate_q
+from recrl.pipelines.slate.policy_names import POLICIES
+from recrl.pipelines.slate.training import ModuleSlatePolicy, train_slate_q
+from recrl.pipelines.tracking import NullTracker, Tracker
 
 logger = logging.getLogger(__name__)
 

@@ -26,13 +26,12 @@ from ray.rllib.utils.metrics import (
     NUM_ENV_STEPS_SAMPLED_LIFETIME,
 )
 from ray.tune.registry import register_env
+from recrl.envs.user_model_env import UserModelEnv
+from recrl.models.user_model.network import UserModel
+from recrl.pipelines.slate.config import CDQNConfig, slate_q_algorithm_config
+from recrl.pipelines.slate.evaluation import item_feature_table
+from recrl.pipelines.slate.rl_module import SlateQRLModule
 from tqdm.auto import tqdm
-
-from envs.user_model_env import UserModelEnv
-from models.slate.slate_q_rl_module import SlateQRLModule
-from models.user_model.network import UserModel
-from pipelines.slate.evaluation import item_feature_table
-from pipelines.slate.slate_q_config import CDQNConfig, slate_q_algorithm_config
 
 logger = logging.getLogger(__name__)
 

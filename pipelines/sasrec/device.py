@@ -8,8 +8,7 @@ cluster does not have (remote learners). These checks turn both into a clear mes
 from __future__ import annotations
 
 import torch
-
-from pipelines.train.config import TrainConfig
+from recrl.pipelines.sasrec.config import TrainConfig
 
 
 def learner_device(num_gpus_per_learner: float, *, cuda: bool | None = None) -> torch.device:

@@ -1,0 +1,28 @@
+"""recrl: distributed offline reinforcement learning for sequential recommendation, on Ray.
+
+The repository keeps the card's top-level folders (``pipelines/``, ``models/``, ``envs/``);
+installed, they are this package's subpackages ``recrl.pipelines``, ``recrl.models`` and
+``recrl.envs``, so recrl adds one name, ``recrl``, to an environment. In a source checkout
+(an editable install, or the working directory ``ray job submit --working-dir .`` uploads)
+the same names resolve to the checkout's folders: this package's search path gains the
+checkout root, so a job runs the code it was submitted with.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _checkout_root() -> Path | None:
+    """The repository root when this file sits in a recrl checkout (beside its
+    ``pyproject.toml`` and ``pipelines/``); None when installed (site-packages)."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "pipelines" / "cli.py").is_file():
+        return root
+    return None
+
+
+_root = _checkout_root()
+if _root is not None and str(_root) not in __path__:
+    __path__.append(str(_root))
+del _root
