@@ -152,3 +152,129 @@ def _convert(value: Any, annotation: Any) -> tuple[bool, Any]:
     if isinstance(annotation, type):
         return isinstance(value, annotation), value
     return True, value  # an annotation this checker does not know: the config checks it
+
+
+def setting_paths(cls: type) -> dict[str, tuple[str, ...]]:
+    """Every key a flat setting of the dataclass ``cls`` may use -> the field path it sets.
+
+    A field of ``cls`` is its own name; a field of a nested config (a field typed as a
+    dataclass) is reachable flat (``hidden_size``) and dotted (``encoder.hidden_size``). A
+    shallower field wins over a deeper one of the same name; two nested fields of one name
+    at the same depth are reachable dotted only.
+    """
+    paths: dict[str, tuple[str, ...]] = {}
+    flat: dict[str, list[tuple[str, ...]]] = {}
+
+    def walk(owner: type, prefix: tuple[str, ...]) -> None:
+        for name, annotation in field_types(owner).items():
+            path = (*prefix, name)
+            paths[".".join(path)] = path
+            flat.setdefault(name, []).append(path)
+            if _nested_config(annotation) is not None:
+                walk(_nested_config(annotation), path)
+
+    walk(cls, ())
+    for name, candidates in flat.items():
+        shallowest = min(len(p) for p in candidates)
+        at_depth = [p for p in candidates if len(p) == shallowest]
+        if len(at_depth) == 1:
+            paths.setdefault(name, at_depth[0])
+    return paths
+
+
+def apply_settings(
+    config: Any, settings: Mapping[str, Any], *, rest_to: str | None = None, what: str = "setting"
+) -> Any:
+    """``config`` (a frozen dataclass) with flat ``KEY=VALUE`` settings applied: the one
+    router from ``--set``, ``--config`` files and sweep settings to nested configs.
+
+    Keys are those of `setting_paths` (``lr``, ``n_neg``, ``encoder.dropout``); each value
+    is converted to its field's type (`convert`) and the rebuilt configs run their own
+    checks, so every mistake is a `SettingError` naming the key. Unknown keys are refused
+    with the known ones listed, unless ``rest_to`` names a mapping field that collects them
+    (a bandit policy's settings, which its own config then checks).
+    """
+    paths = setting_paths(type(config))
+    changes: dict[tuple[str, ...], Any] = {}
+    rest: dict[str, Any] = {}
+    for key, value in settings.items():
+        path = paths.get(key)
+        if path is None:
+            if rest_to is None:
+                # the flat names, and the dotted ones only where no flat name reaches them
+                known = [
+                    k for k in paths if "." not in k or paths.get(k.split(".")[-1]) != paths[k]
+                ]
+                raise unknown_setting(key, known, what=what)
+            rest[key] = value
+            continue
+        changes[path] = (key, value)
+    if rest:
+        changes[(rest_to,)] = (rest_to, {**getattr(config, rest_to), **rest})
+    with refused():
+        return _replace(config, changes, ())
+
+
+def _replace(config: Any, changes: dict[tuple[str, ...], tuple[str, Any]], prefix: tuple) -> Any:
+    """``config`` with ``changes`` (path -> (the key as given, value), paths below
+    ``prefix``) applied, innermost first."""
+    types_ = field_types(type(config))
+    own: dict[str, Any] = {}
+    for name in {path[len(prefix)] for path in changes}:
+        path = (*prefix, name)
+        if path in changes:  # the whole field, even a nested config given as a mapping
+            key, value = changes[path]
+            own[name] = convert(key, value, types_[name])
+        else:
+            below = {p: v for p, v in changes.items() if p[: len(path)] == path}
+            own[name] = _replace(getattr(config, name), below, path)
+    return dataclasses.replace(config, **own) if own else config
+
+
+def _nested_config(annotation: Any) -> type | None:
+    """The dataclass a field holds (``SASRecConfig``), or None for a plain value."""
+    if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+        return annotation
+    return None
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name -> its attribute docstring (the string literal under the field), on one
+    line; the dataclasses' docs are the one place a setting is explained."""
+    import ast
+    import inspect
+    import itertools
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):
+            continue
+        body = ast.parse(source).body[0].body
+        for node, after in itertools.pairwise(body):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def field_default(cls: type, name: str) -> Any:
+    """The default of field ``name`` of ``cls`` (``dataclasses.MISSING`` when required)."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            return dataclasses.MISSING
+    raise KeyError(name)
