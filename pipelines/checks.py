@@ -15,6 +15,12 @@ def is_remote(path: str | os.PathLike) -> bool:
     return "://" in str(path)
 
 
+def dataset_uri(data: str) -> str:
+    """``data`` as every process of a cluster can open it: URIs (``s3://``, ``gs://``,
+    ``file://``) as they are, local paths made absolute."""
+    return data if "://" in data else str(Path(data).resolve())
+
+
 def check_input(path: str | os.PathLike, flag: str, *, kind: str = "file or folder") -> Path:
     """``path`` exists (local paths only: a URI is checked when it is read)."""
     if is_remote(path):

@@ -210,7 +210,9 @@ def apply_settings(
             continue
         changes[path] = (key, value)
     if rest:
-        changes[(rest_to,)] = (rest_to, {**getattr(config, rest_to), **rest})
+        # on top of the mapping itself where it is given too, else of the config's
+        given = changes.get((rest_to,), (rest_to, getattr(config, rest_to)))[1]
+        changes[(rest_to,)] = (rest_to, {**given, **rest})
     with refused():
         return _replace(config, changes, ())
 

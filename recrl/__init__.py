@@ -26,3 +26,33 @@ _root = _checkout_root()
 if _root is not None and str(_root) not in __path__:
     __path__.append(str(_root))
 del _root
+
+# The Python API (`recrl.api`) and the typed configs it takes, imported on first use so that
+# ``import recrl`` stays cheap (Ray and torch load with the first job).
+_EXPORTS = {
+    "prepare": "recrl.api",
+    "train": "recrl.api",
+    "tune": "recrl.api",
+    "bandit": "recrl.api",
+    "slate": "recrl.api",
+    "usermodel": "recrl.api",
+    "PrepareConfig": "recrl.pipelines.prepare.config",
+    "TrainConfig": "recrl.pipelines.sasrec.config",
+    "StudyConfig": "recrl.pipelines.tune.study",
+    "BanditRunConfig": "recrl.pipelines.bandit.config",
+    "SlateJob": "recrl.pipelines.slate.config",
+    "CDQNConfig": "recrl.pipelines.slate.config",
+    "UserModelJob": "recrl.pipelines.usermodel.job",
+    "UserModelConfig": "recrl.models.user_model.config",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'recrl' has no attribute {name!r}")

@@ -11,6 +11,7 @@ from recrl.models.bandits import POLICIES
 from recrl.pipelines.bandit.config import BanditRunConfig
 from recrl.pipelines.bandit.job import run_bandit
 from recrl.pipelines.cli import main
+from recrl.pipelines.settings import apply_settings
 from recrl.pipelines.tracking import Tracker
 
 ONE_STAGE = [name for name in sorted(POLICIES) if not name.startswith("2-")]
@@ -66,9 +67,12 @@ def test_cli_runs_and_writes_the_series(tmp_path, capsys):
 
 
 def test_settings_are_routed_and_validated():
-    config = BanditRunConfig().with_settings({"lambda_d": 0.01, "window": 50, "embedding_dim": 4})
+    config = apply_settings(
+        BanditRunConfig(), {"lambda_d": 0.01, "window": 50, "embedding_dim": 4},
+        rest_to="policy_settings",
+    )  # fmt: skip
     assert config.policy_settings == {"lambda_d": 0.01}
-    assert config.window == 50 and config.representation.dim == 4
+    assert config.window == 50 and config.representation.embedding_dim == 4
     with pytest.raises(ValueError, match="unknown env"):
         BanditRunConfig(env="syn-xxl")
     with pytest.raises(ValueError, match="rounds must be >= 1"):
@@ -83,7 +87,7 @@ def test_refit_interval_follows_each_papers_protocol_unless_set():
     assert fitted.as_params()["refit_interval"] == 100  # MLflow shows the interval used
     assert BanditRunConfig(env="generated", data_path="g").refit_every == 100
     assert BanditRunConfig(env="ml-100k", data_path="ml", refit_interval=5).refit_every == 5
-    assert BanditRunConfig().with_settings({"refit_interval": 7}).refit_every == 7
+    assert apply_settings(BanditRunConfig(), {"refit_interval": 7}).refit_every == 7
     with pytest.raises(ValueError, match="refit_interval must be >= 1, got 0"):
         BanditRunConfig(refit_interval=0)
 
@@ -121,5 +125,5 @@ def test_tune_studies_build_valid_run_configs(study):
         for end in (0, 1):  # both ends of every range
             sampled = {k: bounds[end] for k, bounds in ranges.items()}
             point = {**spec["fixed"], **dict(zip(grids, values, strict=True)), **sampled}
-            config = BanditRunConfig().with_settings(point)
+            config = apply_settings(BanditRunConfig(), point, rest_to="policy_settings")
             assert config.rounds == spec["fixed"]["rounds"]

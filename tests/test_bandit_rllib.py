@@ -25,12 +25,14 @@ from recrl.pipelines.bandit.rl_module import (
     BanditRLModule,
     bandit_module_config,
 )
+from recrl.pipelines.settings import apply_settings
 
 
 def build_module(policy: str, n_items: int = 3, **settings) -> BanditRLModule:
-    run = BanditRunConfig(policy=policy, env="syn-s", slate_size=2).with_settings(
-        {"embedding_dim": 2, **settings}
-    )
+    run = apply_settings(
+        BanditRunConfig(policy=policy, env="syn-s", slate_size=2),
+        {"embedding_dim": 2, **settings}, rest_to="policy_settings",
+    )  # fmt: skip
     env = SyntheticBanditEnv(SyntheticBanditConfig(slate_size=2))
     topics = np.arange(n_items) % 2  # two topics, for the two-stage policies
     spec = RLModuleSpec(

@@ -11,6 +11,7 @@ from recrl.models.bandits.sequence_representation import (
 )
 from recrl.pipelines.bandit.config import BanditRunConfig
 from recrl.pipelines.bandit.job import run_bandit
+from recrl.pipelines.settings import apply_settings
 
 SMALL = SequenceRepresentationConfig(hidden_size=8, max_len=4, steps_per_refit=60, batch_size=64)
 
@@ -52,8 +53,11 @@ def test_refit_learns_which_items_a_history_leads_to():
 
 @pytest.mark.parametrize("policy", ["ren", "n-dropout-ucb", "s-n-gblm-ucb"])
 def test_loop_runs_on_the_sasrec_encoder(policy):
-    config = BanditRunConfig(
-        policy=policy, rounds=12, encoder="sasrec", refit_interval=5, window=5, tracking=False
-    ).with_settings({"hidden_size": 8, "max_len": 5, "steps_per_refit": 3})
+    config = apply_settings(
+        BanditRunConfig(
+            policy=policy, rounds=12, encoder="sasrec", refit_interval=5, window=5, tracking=False
+        ),
+        {"hidden_size": 8, "max_len": 5, "steps_per_refit": 3},
+    )
     result = run_bandit(config, progress=False)
     assert result.rewards.shape == (12,) and np.isfinite(result.cumulative_regret).all()

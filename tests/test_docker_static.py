@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from recrl.pipelines.cli import build_parser
+from recrl.pipelines.commands.train import train_config
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
@@ -362,19 +363,20 @@ def test_rayjob_entrypoint_is_recrl_commands_that_parse_and_fit(cluster_specs):
         parsed.append(parser.parse_args(argv[1:]))  # exits (fails the test) on a bad flag
     assert [a.command for a in parsed] == ["demo", "train"]
     demo, train = parsed
-    assert train.data == f"{demo.workdir}/prepared"  # trains on what the demo prepared
+    config = train_config(train)  # the TrainConfig the job runs
+    assert config.data == f"{demo.workdir}/prepared"  # trains on what the demo prepared
     spec = cluster_specs["RayJob"]
     mounts = {
         m["mountPath"]
         for _, group in _groups(spec)
         for m in group["template"]["spec"]["containers"][0]["volumeMounts"]
     }
-    for path in (str(demo.workdir), train.data, str(train.run_dir)):
+    for path in (str(demo.workdir), config.data, str(train.run_dir)):
         assert any(path.startswith(m + "/") for m in mounts), f"{path} is on no shared volume"
     gpu_group = dict(_groups(spec))["gpu"]
     limits = gpu_group["template"]["spec"]["containers"][0]["resources"]["limits"]
     gpus_per_pod = int(limits["nvidia.com/gpu"])
-    needed = train.num_learners * train.num_gpus_per_learner
+    needed = config.num_learners * config.num_gpus_per_learner
     assert needed <= gpu_group["maxReplicas"] * gpus_per_pod
     assert needed <= gpu_group["minReplicas"] * gpus_per_pod  # no wait for a scale-up
 

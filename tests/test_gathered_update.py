@@ -47,7 +47,7 @@ CASES = {
     **{
         f"{name}/phase2": (name, {}, WARMUP)
         for name in VARIANTS
-        if VARIANTS[name].get("phase2", "none") != "none"
+        if VARIANTS[name].preset.get("phase2", "none") != "none"
     },
     "sa2c/phase2/propensity/popularity negatives": (
         "sa2c", {"sa2c_smooth": 0.5, "neg_sampler": "popularity"}, WARMUP,

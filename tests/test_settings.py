@@ -81,6 +81,8 @@ def test_settings_are_routed_converted_and_checked():
         apply_settings(config, {"steps": 0})
     rest = apply_settings(config, {"beta": 2, "steps": 5}, rest_to="extra")
     assert rest.extra == {"beta": 2} and rest.steps == 5
+    both = apply_settings(config, {"extra": {"l2": 1}, "beta": 2}, rest_to="extra")
+    assert both.extra == {"l2": 1, "beta": 2}
 
 
 def test_field_docs_are_the_attribute_docstrings():

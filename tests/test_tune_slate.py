@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from recrl.pipelines.slate.job import SlateJob
+from recrl.pipelines.tune.kinds import SLATE as SLATE_KIND
 from recrl.pipelines.tune.study import StudyError, load_study, study_from_dict
 from recrl.pipelines.tune.sweep import max_concurrent_trials, trial_bundles
 
@@ -39,8 +40,9 @@ def test_the_cdqn_study_builds_one_slate_job_per_trial():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"fixed": {**SLATE["fixed"], "bogus": 1}}, r"unknown slate setting\(s\) \['bogus'\]"),
-        ({"fixed": {**SLATE["fixed"], "reward": "pm1"}}, r"\[.reward.\]"),  # rwd1 is a policy
+        ({"fixed": {**SLATE["fixed"], "bogus": 1}}, r"unknown slate setting 'bogus'; known: "),
+        ({"fixed": {**SLATE["fixed"], "reward": "pm1"}}, "unknown slate setting 'reward'"),  # rwd1
+        ({"fixed": {**SLATE["fixed"], "cdqn.q_form": "additive"}}, "'cdqn.q_form'"),  # gdqn
         ({"fixed": {**SLATE["fixed"], "policy": "dqn"}}, "policy must be one of"),
         ({"fixed": {**SLATE["fixed"], "eval_interval": -1}}, "eval_interval must be >= 0"),
         ({"fixed": {"policy": "cdqn"}}, "user_model"),
@@ -54,10 +56,10 @@ def test_invalid_slate_studies_fail_naming_the_problem(change, message):
 
 
 def test_the_final_evaluation_is_at_the_training_steps_or_zero_for_references():
-    job = SlateJob.from_settings("sets", {**SLATE["fixed"], "seed": 1, "eval_interval": 75})
+    job = SLATE_KIND.build("sets", None, {**SLATE["fixed"], "seed": 1, "eval_interval": 75})
     assert job.final_step == 200 and job.seeds == (1,)
     for policy in ("greedy", "random"):
-        assert SlateJob.from_settings("sets", {**SLATE["fixed"], "policy": policy}).final_step == 0
+        assert SLATE_KIND.build("sets", None, {**SLATE["fixed"], "policy": policy}).final_step == 0
 
 
 @pytest.mark.ray

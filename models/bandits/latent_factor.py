@@ -26,8 +26,9 @@ from torch import Tensor
 class LatentFactorConfig:
     """Online ridge ALS: ``r_ui ≈ θ_uᵀμ_i``."""
 
-    dim: int = 8
-    """Embedding width d (the models do not know the environment's latent width)."""
+    embedding_dim: int = 8
+    """Width d of the user and item embeddings (the models do not know the environment's
+    latent width)."""
     l2: float = 1.0
     """Prior precision of every embedding (ridge weight)."""
     init_std: float = 0.1
@@ -61,8 +62,9 @@ class LatentFactorModel:
     ) -> None:
         self.config = config = config or LatentFactorConfig()
         generator = torch.Generator().manual_seed(seed)
-        self.user_prior = config.init_std * torch.randn(n_users, config.dim, generator=generator)
-        self.item_prior = config.init_std * torch.randn(n_items, config.dim, generator=generator)
+        width = config.embedding_dim
+        self.user_prior = config.init_std * torch.randn(n_users, width, generator=generator)
+        self.item_prior = config.init_std * torch.randn(n_items, width, generator=generator)
         self.user_embeddings = self.user_prior.clone()
         self.item_embeddings = self.item_prior.clone()
         self._users: list[Tensor] = []

@@ -46,42 +46,81 @@ class PolicySpec:
     """A named policy: its config class, fixed settings, and how to build it."""
 
     config_class: type | None
+    """Dataclass of the policy's settings (None: it has none)."""
     build: Callable[[Any, PolicySizes], BanditPolicy]
+    """``build(config, sizes)`` -> the policy."""
+    summary: str
+    """What the policy scores, in one line (``recrl bandit --help`` lists it)."""
     preset: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """Settings the name fixes (``ren-1,2``: ``lambda_u = 0``)."""
     neural: bool = False
     """True when the paper's policy reads a neural encoder's representations."""
 
 
 POLICIES: dict[str, PolicySpec] = {
-    "random": PolicySpec(None, lambda c, s: RandomPolicy(seed=s.seed)),
-    "greedy": PolicySpec(GreedyConfig, lambda c, s: GreedyPolicy(c)),
-    "ren": PolicySpec(RENConfig, lambda c, s: RENPolicy(s.n_items, c, s.n_users)),
+    "random": PolicySpec(None, lambda c, s: RandomPolicy(seed=s.seed), "uniform random slates"),
+    "greedy": PolicySpec(GreedyConfig, lambda c, s: GreedyPolicy(c), "relevance only (μᵀθ)"),
+    "ren": PolicySpec(
+        RENConfig,
+        lambda c, s: RENPolicy(s.n_items, c, s.n_users),
+        "REN: μᵀθ + λ_d·√(μᵀ(I+DᵀD)⁻¹μ) + λ_u/√(1+n)",
+    ),
     "ren-1,2": PolicySpec(
-        RENConfig, lambda c, s: RENPolicy(s.n_items, c, s.n_users), {"lambda_u": 0.0}
+        RENConfig,
+        lambda c, s: RENPolicy(s.n_items, c, s.n_users),
+        "REN without the uncertainty term (λ_u = 0)",
+        {"lambda_u": 0.0},
     ),
-    "ren-1,3": PolicySpec(RENConfig, lambda c, s: RENPolicy(s.n_items, c, s.n_users)),
+    "ren-1,3": PolicySpec(
+        RENConfig,
+        lambda c, s: RENPolicy(s.n_items, c, s.n_users),
+        "REN without the diversity term (λ_d = 0, λ_u = √10·λ_d of the λ_d given)",
+    ),
     "linucb": PolicySpec(
-        GLMUCBConfig, lambda c, s: GLMUCBPolicy(s.n_users, s.item_dim, c), {"link": "identity"}
+        GLMUCBConfig,
+        lambda c, s: GLMUCBPolicy(s.n_users, s.item_dim, c),
+        "per-user ridge + β‖x‖_{M⁻¹}",
+        {"link": "identity"},
     ),
-    "glm-ucb": PolicySpec(GLMUCBConfig, lambda c, s: GLMUCBPolicy(s.n_users, s.item_dim, c)),
+    "glm-ucb": PolicySpec(
+        GLMUCBConfig,
+        lambda c, s: GLMUCBPolicy(s.n_users, s.item_dim, c),
+        "per-user logistic + β‖x‖_{M⁻¹}",
+    ),
     "n-glm-ucb": PolicySpec(
-        GLMUCBConfig, lambda c, s: GLMUCBPolicy(s.n_users, s.item_dim, c), neural=True
+        GLMUCBConfig,
+        lambda c, s: GLMUCBPolicy(s.n_users, s.item_dim, c),
+        "glm-ucb on the learned embeddings",
+        neural=True,
     ),
-    "n-greedy": PolicySpec(GreedyConfig, lambda c, s: GreedyPolicy(c), {"link": "sigmoid"}, True),
+    "n-greedy": PolicySpec(
+        GreedyConfig, lambda c, s: GreedyPolicy(c), "sigmoid(μᵀθ)", {"link": "sigmoid"}, True
+    ),
     "n-dropout-ucb": PolicySpec(
-        DropoutUCBConfig, lambda c, s: DropoutUCBPolicy(c, s.seed), neural=True
+        DropoutUCBConfig,
+        lambda c, s: DropoutUCBPolicy(c, s.seed),
+        "mean + β·std of Monte-Carlo dropout passes",
+        neural=True,
     ),
     "s-n-galm-ucb": PolicySpec(
         GALMConfig,
         lambda c, s: GALMUCBPolicy(s.n_users, s.n_items, s.item_dim, s.user_dim, c),
+        "shared additive GLM + β(γ‖x‖+(1−γ)‖z‖)",
         neural=True,
     ),
     "s-n-gblm-ucb": PolicySpec(
-        GBLMConfig, lambda c, s: GBLMUCBPolicy(s.item_dim, s.user_dim, c), neural=True
+        GBLMConfig,
+        lambda c, s: GBLMUCBPolicy(s.item_dim, s.user_dim, c),
+        "shared bilinear GLM + β‖vec(xzᵀ)‖_{W⁻¹}",
+        neural=True,
     ),
     **{
         f"2-{family}": PolicySpec(
-            TwoStageConfig, lambda c, s: _two_stage(c, s), {"policy": family}, True
+            TwoStageConfig,
+            lambda c, s: _two_stage(c, s),
+            f"two-stage topic → item (DynaTopicRec), {family} in both stages",
+            {"policy": family},
+            True,
         )
         for family in ("n-greedy", "n-glm-ucb", "s-n-galm-ucb", "s-n-gblm-ucb")
     },

@@ -98,19 +98,51 @@ updates: ``tune_configs/co_weight.yaml`` against ``tune_configs/ccql_budget.yaml
 ``benchmarks/ccql_study.sh``) is in: MEASUREMENT PENDING. Ship the
 paper's 1.0 unless that measurement says otherwise, and write its result here."""
 
-VARIANTS: dict[str, dict[str, Any]] = {
-    "sasrec": {},
+
+@dataclass(frozen=True)
+class Variant:
+    """A named preset: one line for ``--help`` and the fields it sets."""
+
+    summary: str
+    """What the variant adds to plain SASRec, and its paper."""
+    preset: dict[str, Any]
+    """Field overrides of `SASRecObjectiveConfig`."""
+
+
+VARIANTS: dict[str, Variant] = {
+    "sasrec": Variant("cross-entropy only (Kang & McAuley 2018)", {}),
     # SASRec-AC = SQN-SAC (Xin et al. 2020): CE + TD, CE weighted by Q after the warm-up.
-    "sasrec_ac": {"td_weight": 1.0, "phase2": "sac"},
+    "sasrec_ac": Variant(
+        "+ double-Q TD, CE weighted by Q after the warm-up (SQN-SAC, Xin et al. 2020)",
+        {"td_weight": 1.0, "phase2": "sac"},
+    ),
     # SNQN (Xin et al. 2022): CE + TD over the logged and the sampled negative actions; the CE
     # is never weighted (no second phase: only SQN-SAC / SA2C have one).
-    "snqn": {"td_weight": 1.0, "n_neg": 10},
-    "sa2c": {"td_weight": 1.0, "n_neg": 10, "phase2": "sa2c"},
-    "sasrec_co": {"td_weight": 1.0, "phase2": "sac", "co_weight": CO_WEIGHT},
-    "sasrec_ccql": {"td_weight": 1.0, "n_neg": 10, "cql_alpha": 0.01, "co_weight": CO_WEIGHT},
+    "snqn": Variant(
+        "+ TD over sampled negative actions (SNQN, Xin et al. 2022)",
+        {"td_weight": 1.0, "n_neg": 10},
+    ),
+    "sa2c": Variant(
+        "SNQN + advantage-weighted CE after the warm-up (SA2C, Xin et al. 2022)",
+        {"td_weight": 1.0, "n_neg": 10, "phase2": "sa2c"},
+    ),
+    "sasrec_co": Variant(
+        "SASRec-AC + contrastive views (SASRec-CO)",
+        {"td_weight": 1.0, "phase2": "sac", "co_weight": CO_WEIGHT},
+    ),
+    "sasrec_ccql": Variant(
+        "CE + TD + negatives + discrete CQL + contrastive (SASRec-CCQL)",
+        {"td_weight": 1.0, "n_neg": 10, "cql_alpha": 0.01, "co_weight": CO_WEIGHT},
+    ),
 }
-"""design.md §4 named variants as field overrides of `SASRecObjectiveConfig`; every deliberate
-difference from the papers is listed in ``docs/paper_differences.md``."""
+"""design.md §4 named variants, each a preset of `SASRecObjectiveConfig` fields: a new variant
+is one entry here (``recrl train --help``, sweeps and the variant tests read this registry);
+every deliberate difference from the papers is listed in ``docs/paper_differences.md``."""
+
+
+def variants_help() -> str:
+    """The variants as ``recrl train --help`` lists them, one line each."""
+    return "\n".join(f"  {name:<12} {variant.summary}" for name, variant in VARIANTS.items())
 
 
 def objective_for(variant: str, **overrides: Any) -> SASRecObjectiveConfig:
@@ -121,4 +153,4 @@ def objective_for(variant: str, **overrides: Any) -> SASRecObjectiveConfig:
     unknown = set(overrides) - known
     if unknown:
         raise ValueError(f"unknown objective setting(s) {sorted(unknown)}; known: {sorted(known)}")
-    return SASRecObjectiveConfig(**{**VARIANTS[variant], **overrides})
+    return SASRecObjectiveConfig(**{**VARIANTS[variant].preset, **overrides})

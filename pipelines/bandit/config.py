@@ -5,53 +5,91 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from recrl.envs.synthetic_bandit import SYN_REPEATS
 from recrl.models.bandits.latent_factor import LatentFactorConfig
 from recrl.models.bandits.registry import POLICIES, policy_config
 from recrl.models.bandits.sequence_representation import SequenceRepresentationConfig
-from recrl.pipelines.settings import check_known, check_types, field_types, refused
+from recrl.pipelines.settings import check_known, convert, field_types, setting_paths
 
-REFERENCE_POLICIES = ("oracle",)
-"""Policies that read the simulator's ground truth; they exist only in runs, not in models/."""
+REFERENCE_POLICIES = {"oracle": "the simulator's best slate (reference; --backend loop only)"}
+"""Policies that read the simulator's ground truth -> what they do; they exist only in runs,
+not in models/."""
 USER_CHOICE_ENVIRONMENTS = ("ml-100k", "generated")
 """Simulators fitted on logs (``recrl.envs.user_choice``); they need ``data_path``: a MovieLens-100K
 folder, or a folder written by ``recrl generate``."""
-ENVIRONMENTS = (*SYN_REPEATS, *USER_CHOICE_ENVIRONMENTS)
+ENVIRONMENTS = {
+    **{
+        name: "REN paper simulator: 28 items, 15 users with hidden 8-dim latents; the user "
+        "takes the best slate item and earns θ*ᵀx*"
+        if repeats == 1
+        else f"as syn-s with every item {repeats} times ({28 * repeats:,} items)"
+        for name, repeats in SYN_REPEATS.items()
+    },
+    "ml-100k": "user-choice simulator fitted on MovieLens-100K (--data): IPS-weighted logistic "
+    "MF, click = p̂ ≥ the F1-best threshold, flipped with prob. 0.1; reward = clicks in the "
+    "slate (two-stage paper; use --slate-size 5)",
+    "generated": "the same simulator fitted on the clicks of `recrl generate --out DIR` "
+    "(--data DIR; one sampled non-click per click in training)",
+}
+"""Environment name -> what it simulates (``recrl bandit --help`` lists them)."""
 
 
 @dataclass(frozen=True)
 class BanditRunConfig:
     """One run: ``rounds`` rounds of ``policy`` on ``env`` (REN paper Fig. 1 protocol: one
-    uniformly drawn user per round, a slate of ``slate_size``, the model refit on feedback)."""
+    uniformly drawn user per round, a slate of ``slate_size``, the model refit on feedback).
+
+    Flat ``KEY=VALUE`` settings (``--set``, ``--config``, a study's ``fixed`` and ``search``)
+    are applied by ``apply_settings(config, settings, rest_to="policy_settings")``
+    (`recrl.pipelines.settings`):
+
+    - a field of this class sets it (``rounds``, ``window``, ``refit_interval``,
+      ``feedback_rows``, ``encoder``, ``rounds_per_update``, ...);
+    - a field of `LatentFactorConfig` sets ``representation`` (``embedding_dim``, ``l2``,
+      ``sweeps``, ``init_std``) and one of `SequenceRepresentationConfig` sets ``sasrec``
+      (``hidden_size``, ``max_len``, ``num_blocks``, ``num_heads``, ``encoder_dropout``,
+      ``encoder_lr``, ``steps_per_refit``, ``batch_size``); ``representation.l2`` and
+      ``sasrec.batch_size`` are the dotted forms;
+    - every other key goes to ``policy_settings``, checked against the policy's config
+      (``lambda_d``, ``lambda_u``, ``history``, ``beta``, ``passes``, ``dropout``, ``gamma``,
+      ``lr``, ``covariance``, ``min_group_items``, ``budget``, ...).
+
+    Where a policy field has the name of a run or representation field, the flat key is the
+    run's: ``l2`` is the latent-factor ridge weight, not the GLM policies' (reach theirs as
+    ``policy_settings={l2: 2.0}``); ``seed`` is the run's, which the two-stage policies take
+    anyway; ``policy`` is the run's (a two-stage name fixes its family). The SASRec fields
+    are named apart so that they do not shadow policy settings: ``encoder_dropout`` against
+    N-Dropout-UCB's ``dropout``, ``encoder_lr`` against the shared GLMs' ``lr``.
+    """
 
     policy: str = "ren"
-    """A name of ``recrl.models.bandits.POLICIES`` or ``oracle``."""
+    """Exploration policy: a name of ``recrl.models.bandits.POLICIES`` or ``oracle``."""
     env: str = "syn-s"
-    """Simulator: ``syn-s``, ``syn-m``, ``syn-l`` (REN paper), ``ml-100k`` (user-choice
-    simulator fitted on MovieLens-100K, two-stage paper) or ``generated`` (the same simulator
-    fitted on the clicks of a ``recrl generate`` dataset)."""
+    """Simulator: ``syn-s``, ``syn-m``, ``syn-l`` (REN paper), ``ml-100k`` or ``generated``
+    (user-choice simulators fitted on logs)."""
     data_path: str | None = None
-    """Logged data of a fitted simulator (``ml-100k``: the folder holding ``u.data``;
-    ``generated``: the ``recrl generate --out`` folder)."""
+    """Logged data of a fitted simulator: the MovieLens-100K folder holding ``u.data``
+    (``ml-100k``) or a ``recrl generate --out`` folder (``generated``)."""
     n_users: int = 100
-    """Users of a fitted simulator's panel (two-stage paper Table 4: 100)."""
+    """Users in a fitted simulator's panel (two-stage paper Table 4: 100)."""
     rounds: int = 2000
     """Interaction rounds (one user, one slate each)."""
     slate_size: int = 4
     """Items recommended per round (REN paper text: 4)."""
     seed: int = 0
-    """Seeds the world (user latents), the rounds, the model's priors and the policy."""
+    """Seed of the world (user latents), the rounds, the model's priors and the policy."""
     policy_settings: Mapping[str, Any] = field(default_factory=dict)
-    """Overrides of the policy's config (``lambda_d``, ``beta``, ...)."""
-    encoder: str = "latent-factor"
+    """Settings of the policy's config (``lambda_d``, ``beta``, ...): the keys that name no
+    run or representation field; checked, and typed, against the policy's config."""
+    encoder: Literal["latent-factor", "sasrec"] = "latent-factor"
     """Representation the policies read: ``latent-factor`` (ridge ALS) or ``sasrec``."""
     representation: LatentFactorConfig = field(default_factory=LatentFactorConfig)
     """Settings of the latent-factor representation."""
     sasrec: SequenceRepresentationConfig = field(default_factory=SequenceRepresentationConfig)
     """Settings of the SASRec representation (``encoder = 'sasrec'``)."""
-    feedback_rows: str = "auto"
+    feedback_rows: Literal["auto", "chosen", "shown"] = "auto"
     """What the representation learns from: ``chosen`` — the taken (clicked) items and their
     rewards (REN paper: "collect the selected item with the reward and finetune"); ``shown``
     — every shown item with its reward, 0 when not taken (per-item clicks, two-stage paper);
@@ -64,9 +102,10 @@ class BanditRunConfig:
     """Rolling window of the reward curve and of the final-window reward (REN Fig. 1: 100)."""
     log_interval: int = 10
     """Rounds between MLflow metric writes (each a window mean; 1 writes every round)."""
-    backend: str = "loop"
-    """``loop`` (``loop.py``, one process) or ``rllib`` (``bandit_algorithm.py``: RLlib
-    EnvRunners act, a Learner learns; needs a Ray runtime)."""
+    backend: Literal["loop", "rllib"] = "loop"
+    """Run loop: ``loop`` (one process, ``recrl.pipelines.bandit.loop``) or ``rllib`` (RLlib
+    EnvRunners act, a Learner learns, ``recrl.pipelines.bandit.algorithm``; needs a Ray
+    runtime)."""
     rounds_per_update: int = 1
     """RLlib backend: rounds sampled between two Learner updates (1 = the sequential
     protocol, the loop's slates; more = batched updates with delayed feedback)."""
@@ -78,7 +117,29 @@ class BanditRunConfig:
     """MLflow experiment name."""
 
     def __post_init__(self) -> None:
+        # --set, --config files and sweeps deliver the policy's settings untyped (the keys
+        # apply_settings routes nowhere else): check and convert them once, here
+        object.__setattr__(self, "policy_settings", self._typed_policy_settings())
         self.validate()
+
+    def _typed_policy_settings(self) -> dict[str, Any]:
+        """``policy_settings``, each key checked against the policy's config (an unknown one
+        is reported with every key a setting may name: the run's and the policy's) and each
+        value converted to its field's type."""
+        name = self.policy.lower()
+        if name in REFERENCE_POLICIES:
+            own = {}  # the oracle has no settings
+        elif name in POLICIES:
+            config_class = POLICIES[name].config_class
+            own = field_types(config_class) if config_class is not None else {}
+        else:  # validate() names the unknown policy
+            return dict(self.policy_settings)
+        paths = setting_paths(BanditRunConfig)
+        # the run's keys as apply_settings lists them: flat, dotted only where no flat one
+        # reaches the field
+        run_keys = [k for k in paths if "." not in k or paths.get(k.split(".")[-1]) != paths[k]]
+        check_known(self.policy_settings, [*own, *run_keys])
+        return {key: convert(key, value, own[key]) for key, value in self.policy_settings.items()}
 
     def validate(self) -> None:
         """Raise ``ValueError`` saying how to fix an inconsistent setting."""
@@ -117,7 +178,7 @@ class BanditRunConfig:
             if value < 1:
                 raise ValueError(f"BanditRunConfig.{name} must be >= 1, got {value}.")
         if self.policy.lower() in POLICIES:
-            policy_config(self.policy, self.policy_settings)  # raises on unknown settings
+            policy_config(self.policy, self.policy_settings)  # a preset clash, a bad value
 
     @property
     def refit_every(self) -> int:
@@ -132,45 +193,6 @@ class BanditRunConfig:
         if self.feedback_rows != "auto":
             return self.feedback_rows
         return "shown" if self.env.lower() in USER_CHOICE_ENVIRONMENTS else "chosen"
-
-    def with_settings(self, settings: Mapping[str, Any]) -> BanditRunConfig:
-        """Split ``KEY=VALUE`` settings between this config, the representation and the policy.
-
-        Keys naming a ``BanditRunConfig`` field set it, ``embedding_dim``/``l2``/``sweeps``/
-        ``init_std`` the latent-factor representation, ``hidden_size``/``max_len``/
-        ``encoder_lr``/``steps_per_refit``/... the SASRec one, and the rest go to the policy,
-        which rejects what it does not know.
-        """
-        run_fields = {f.name for f in dataclasses.fields(self)} - {"representation", "sasrec"}
-        rep_fields = {f.name for f in dataclasses.fields(LatentFactorConfig)}
-        seq_fields = {f.name for f in dataclasses.fields(SequenceRepresentationConfig)}
-        run, rep, seq, policy = {}, {}, {}, dict(self.policy_settings)
-        for key, value in settings.items():
-            if key == "embedding_dim":
-                rep["dim"] = value
-            elif key in run_fields:
-                run[key] = value
-            elif key in rep_fields - {"dim"}:
-                rep[key] = value
-            elif key in seq_fields:
-                seq[key] = value
-            else:
-                policy[key] = value
-        run = check_types(type(self), run)
-        rep = check_types(LatentFactorConfig, rep)
-        seq = check_types(SequenceRepresentationConfig, seq)
-        name = str(run.get("policy", self.policy)).lower()
-        if name in POLICIES:  # unknown policy names are reported by validate()
-            config = policy_config(name)
-            own = field_types(type(config)) if config is not None else {}
-            new = {k: v for k, v in settings.items() if k in policy}
-            check_known(new, {*own, *run_fields, *rep_fields, *seq_fields, "embedding_dim"})
-            policy.update(check_types(type(config), new) if config is not None else {})
-        with refused():
-            return dataclasses.replace(
-                self, **run, representation=dataclasses.replace(self.representation, **rep),
-                sasrec=dataclasses.replace(self.sasrec, **seq), policy_settings=policy,
-            )  # fmt: skip
 
     def as_params(self) -> dict[str, Any]:
         """Flat params for MLflow."""

@@ -34,7 +34,7 @@ class LatentFactorRepresentation:
 
     def __init__(self, n_users: int, n_items: int, config: LatentFactorConfig, seed: int):
         self.model = LatentFactorModel(n_users, n_items, config, seed=seed)
-        self.dim = config.dim
+        self.dim = config.embedding_dim
         self.n_items = n_items
 
     def context(self, observation: dict, policy) -> BanditContext:

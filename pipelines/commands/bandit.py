@@ -11,32 +11,14 @@ from pathlib import Path
 logger = logging.getLogger("recrl")
 
 _EPILOG = """\
-policies (models/bandits; --set KEY=VALUE sets a field of the policy's config):
-  random          uniform slates                    greedy       relevance only (μᵀθ)
-  ren             μᵀθ + λ_d·√(μᵀ(I+DᵀD)⁻¹μ) + λ_u/√(1+n)    keys: lambda_d (0.3), lambda_u
-                  (default √10·λ_d), history (recommended|context), history_window
-  ren-1,2         REN without the uncertainty term  ren-1,3      REN without the diversity term
-  linucb          per-user ridge + β‖x‖_{M⁻¹}       glm-ucb      per-user logistic + β‖x‖_{M⁻¹}
-  n-glm-ucb       glm-ucb on the learned embeddings n-greedy     sigmoid(μᵀθ)
-  n-dropout-ucb   mean + β·std of 5 dropout passes  (keys: beta, passes, dropout)
-  s-n-galm-ucb    shared additive GLM + β(γ‖x‖+(1−γ)‖z‖)   keys: beta, gamma, lr
-  s-n-gblm-ucb    shared bilinear GLM + β‖vec(xzᵀ)‖_{W⁻¹}  keys: beta, lr, covariance
-  2-n-greedy, 2-n-glm-ucb, 2-s-n-galm-ucb, 2-s-n-gblm-ucb
-                  two-stage topic → item (DynaTopicRec): the family scores topics, builds
-                  one topic group per slot (≥ min_group_items items), then the best item
-                  of each group; keys: min_group_items (50), budget (none), beta.
-                  Needs topics: --env ml-100k (first genre) or generated (category)
-  oracle          the simulator's best slate (reference; --backend loop only)
+policies (--policy), each with the keys of its config and their defaults (--set KEY=VALUE):
+{policies}
+{shadowed}2-* policies score topics, build one topic group per slot (>= min_group_items items),
+then pick the best item of each group; they need topics: --env ml-100k (first genre) or
+generated (category).
 
-environments:
-  syn-s, syn-m, syn-l  28 / 280 / 1,400 items, 15 users, 8-dim hidden latents; the user takes
-                       the best slate item and earns θ*ᵀx* (REN paper, design.md §6)
-  ml-100k              user-choice simulator fitted on MovieLens-100K (--data): IPS-weighted
-                       logistic MF, click = p̂ ≥ F1-best threshold (validation pairs from the
-                       whole user × item matrix), flipped with prob. 0.1; reward = clicks
-                       in the slate (two-stage paper; use --slate-size 5)
-  generated            the same simulator fitted on the clicks of `recrl generate --out DIR`
-                       (--data DIR; one sampled non-click per click in training)
+environments (--env):
+{environments}
 
 back ends (--backend):
   loop    one process, the sequential protocol (default)
@@ -45,18 +27,11 @@ back ends (--backend):
           rounds_per_update=R batches R rounds per update, num_env_runners=N adds remote
           EnvRunners. With R = 1 and no remote runner it picks the loop's slates.
 
-representation the policies read (--set encoder=...):
-  latent-factor  ridge ALS r ≈ θ_uᵀμ_i refit every refit_interval rounds (default; keys
-                 embedding_dim, l2, sweeps, init_std)
-  sasrec         the SASRec encoder over the user's last chosen items, item table tied;
-                 retrained every refit_interval rounds (the two-stage paper: 100); keys
-                 hidden_size, max_len, num_blocks, num_heads, encoder_dropout, encoder_lr,
-                 steps_per_refit, batch_size
+representation the policies read (--set encoder=...), refit every refit_interval rounds on
+the rows feedback_rows names; its settings are listed below:
+{representations}
 
-run settings accepted by --set as well: window, log_interval, n_users, refit_interval
-(rounds between refits of the representation; default 1 on SYN as in the REN paper, 100 on
-ml-100k and generated as in the two-stage paper), feedback_rows (auto|chosen|shown: what the
-representation learns from).
+{settings}
 
 metrics per round (MLflow, every --set log_interval rounds): bandit/reward,
 bandit/reward_window (rolling 100), bandit/ctr, bandit/cumulative_reward,
@@ -75,9 +50,24 @@ examples:
   mlflow ui --backend-store-uri sqlite:///mlruns.db     # experiment "recrl-bandit"
 """
 
+FLAGS = {
+    "policy": "policy", "env": "env", "data": "data_path", "backend": "backend",
+    "users": "n_users", "rounds": "rounds", "slate_size": "slate_size", "seed": "seed",
+}  # fmt: skip
+"""Flag (``--slate-size``) -> the `BanditRunConfig` field it sets."""
+
+ENCODERS = {
+    "latent-factor": ("representation", "ridge ALS r ≈ θ_uᵀμ_i (the default)"),
+    "sasrec": ("sasrec", "the SASRec encoder over the user's last chosen items, item table tied"),
+}
+"""``encoder`` -> the `BanditRunConfig` field holding its settings, and what it is."""
+
 
 def register(commands) -> None:
     """Add ``bandit`` to the ``recrl`` subcommands."""
+    from recrl.pipelines.bandit.config import BanditRunConfig
+    from recrl.pipelines.commands.flags import add_field_flags, add_settings_options
+
     p = commands.add_parser(
         "bandit",
         help="run an exploration bandit policy (REN, UCB family) against a simulator",
@@ -89,30 +79,12 @@ def register(commands) -> None:
             learn from it. Prints the last-window reward against the oracle and the
             cumulative regret; logs every round's metrics to MLflow."""
         ),
-        epilog=_EPILOG,
+        epilog=epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--policy", default="ren", help="policy name (ren)")
-    p.add_argument(
-        "--env", default="syn-s", help="syn-s, syn-m, syn-l, ml-100k or generated (syn-s)"
-    )
-    p.add_argument(
-        "--data",
-        help="logged data of a fitted simulator (ml-100k: u.data folder; generated: the "
-        "`recrl generate --out` folder)",
-    )
-    p.add_argument("--backend", choices=("loop", "rllib"), default="loop", help="run loop (loop)")
-    p.add_argument("--users", type=int, default=100, help="panel of a fitted simulator (100)")
-    p.add_argument("--rounds", type=int, default=2000, help="interaction rounds (2000)")
-    p.add_argument("--slate-size", type=int, default=4, help="items per slate (4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of world, rounds, model (0)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="policy or run setting (repeatable), e.g. lambda_d=0.01",
+    add_field_flags(p, BanditRunConfig, FLAGS)
+    add_settings_options(
+        p, "a flag's METAVAR in lower case, or a setting or a policy's key listed below"
     )
     p.add_argument("--run-dir", type=Path, help="folder for the per-round CSV (runs/bandit/NAME)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
@@ -120,21 +92,81 @@ def register(commands) -> None:
     p.set_defaults(handler=run)
 
 
-def run(args) -> int:
+def epilog() -> str:
+    """The help's epilog, its lists read from the registries (`POLICIES`, `ENVIRONMENTS`)
+    and the configs' fields: a new policy, environment or setting shows up by itself."""
+    from recrl.models.bandits.registry import POLICIES
+    from recrl.pipelines.bandit.config import ENVIRONMENTS, REFERENCE_POLICIES, BanditRunConfig
+    from recrl.pipelines.commands.flags import settings_help
+    from recrl.pipelines.settings import field_types, setting_paths
+
+    run_paths = setting_paths(BanditRunConfig)
+    policies, shadowed = [], {}
+    for name, spec in POLICIES.items():
+        own = field_types(spec.config_class) if spec.config_class is not None else {}
+        keys = [k for k in own if k not in spec.preset and k not in run_paths]
+        # a policy key named like a run field is the run's (BanditRunConfig's docstring);
+        # the run's seed seeds the policy too, so only the others need saying
+        for key in own:
+            if key in run_paths and key not in spec.preset and key != "seed":
+                shadowed.setdefault(key, []).append(name)
+        keys_text = f"; keys: {_defaults(spec.config_class, keys)}" if keys else ""
+        policies.append(_row(name, spec.summary + keys_text))
+    policies += [_row(name, summary) for name, summary in REFERENCE_POLICIES.items()]
+    notes = "".join(
+        textwrap.fill(
+            f"{key} ({', '.join(names)}): --set {key}=... sets {'.'.join(run_paths[key])}; "
+            f"the policy's own is --set 'policy_settings={{{key}: ...}}'",
+            90, subsequent_indent="  ",
+        ) + "\n"
+        for key, names in shadowed.items()
+    )  # fmt: skip
+    return _EPILOG.format(
+        policies="\n".join(policies),
+        shadowed=notes,
+        environments="\n".join(_row(name, text) for name, text in ENVIRONMENTS.items()),
+        representations="\n".join(
+            _row(
+                name, f"{text}; keys: {', '.join(field_types(field_types(BanditRunConfig)[field]))}"
+            )
+            for name, (field, text) in ENCODERS.items()
+        ),
+        settings=settings_help(BanditRunConfig, without=FLAGS.values()).rstrip("\n"),
+    )
+
+
+def _row(name: str, text: str) -> str:
+    """``name`` and ``text`` as a two-column help row wrapped at 90 characters."""
+    return textwrap.fill(text, 90, initial_indent=f"  {name:<16}", subsequent_indent=" " * 18)
+
+
+def _defaults(cls: type, names) -> str:
+    """``name=default, ...`` of the fields ``names`` of ``cls``."""
+    from recrl.pipelines.settings import field_default
+
+    return ", ".join(f"{name}={field_default(cls, name)}" for name in names)
+
+
+def bandit_config(args):
+    """The `BanditRunConfig` of the parsed arguments: its defaults, then the --config file,
+    --set and the flags given (`collect_settings`); keys that name no run or representation
+    field are the policy's."""
     from recrl.pipelines.bandit.config import BanditRunConfig
+    from recrl.pipelines.commands.flags import collect_settings
+    from recrl.pipelines.settings import apply_settings
+
+    settings = collect_settings(args)
+    if args.no_mlflow:
+        settings["tracking"] = False
+    return apply_settings(BanditRunConfig(), settings, rest_to="policy_settings")
+
+
+def run(args) -> int:
     from recrl.pipelines.bandit.job import run_bandit
     from recrl.pipelines.checks import check_input, check_output_dir
-    from recrl.pipelines.commands.overrides import parse_overrides
-    from recrl.pipelines.settings import refused
     from recrl.pipelines.tracking import NullTracker, Tracker, dashboard_command
 
-    settings = parse_overrides(args.overrides)
-    with refused():
-        config = BanditRunConfig(
-            policy=args.policy, env=args.env, rounds=args.rounds, slate_size=args.slate_size,
-            seed=args.seed, tracking=not args.no_mlflow, data_path=args.data, n_users=args.users,
-            backend=args.backend,
-        ).with_settings(settings)  # fmt: skip
+    config = bandit_config(args)
     if config.data_path:
         check_input(config.data_path, "--data")
     name = f"{config.policy}-{config.env}-seed{config.seed}"

@@ -55,13 +55,14 @@ def add_field_flags(
         annotation = types_[name]
         default = field_default(cls, name)
         dest = f"setting_{name}"
-        kwargs: dict[str, Any] = {"dest": dest, "default": None}
-        help_text = docs.get(name, "")
-        if default is not dataclasses.MISSING and not isinstance(default, bool):
+        kwargs: dict[str, Any] = {"dest": dest, "default": None, "metavar": name.upper()}
+        help_text = docs.get(name, "").replace("``", "`")  # reST literals read as `x` in a terminal
+        if default not in (dataclasses.MISSING, None) and not isinstance(default, bool):
             help_text += f" (default: {_shown(default)})"
         base, many = _scalar(annotation)
         if base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
+            del kwargs["metavar"]
         else:
             choices = _choices(base)
             if choices:
@@ -115,3 +116,46 @@ def _shown(value: Any) -> str:
     if isinstance(value, tuple | list):
         return " ".join(map(str, value))
     return str(value)
+
+
+def settings_help(cls: type, *, without: Sequence[str] = (), width: int = 88) -> str:
+    """An epilog section listing the setting keys of the dataclass ``cls`` (flat, as
+    `recrl.pipelines.settings.setting_paths` reaches them) other than ``without`` (those
+    that have flags), each with its field's doc and default: a setting that only ``--set``
+    and ``--config`` reach is documented in ``--help`` too."""
+    import textwrap
+
+    from recrl.pipelines.settings import setting_paths
+
+    paths = setting_paths(cls)
+    entries = []
+    for key, path in paths.items():
+        owner = cls
+        for name in path[:-1]:
+            owner = field_types(owner)[name]
+        name = path[-1]
+        nested = dataclasses.is_dataclass(field_types(owner)[name])
+        reached_flat = "." in key and paths.get(name) == path  # listed under its flat key
+        if key in without or nested or reached_flat:
+            continue
+        text = field_docs(owner).get(name, "").replace("``", "`")
+        default = field_default(owner, name)
+        if default not in (dataclasses.MISSING, None):  # a bool's too: no --no-x shows it
+            text += f" (default: {_shown(default)})"
+        entries.append((key, text))
+    if not entries:
+        return ""
+    column = min(max(len(key) for key, _ in entries), 22) + 4
+    lines = ["other settings (--set KEY=VALUE, --config FILE.yaml):"]
+    for key, text in entries:
+        head = f"  {key:<{column - 3}} "
+        if len(head) > column:  # a long key gets a line of its own
+            lines.append(head.rstrip())
+            head = " " * column
+        lines += textwrap.wrap(text, width=width, initial_indent=head,
+                               subsequent_indent=" " * column)  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+SETTINGS_KEYS = "{config} fields: a flag's METAVAR in lower case, or a setting listed below"
+"""``keys_help`` of `add_settings_options` for a command whose epilog has `settings_help`."""

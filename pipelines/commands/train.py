@@ -5,23 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from recrl.pipelines.commands.overrides import parse_overrides, read_settings_file
 from recrl.pipelines.errors import SettingError
 from recrl.pipelines.summaries import format_train_result
 
-DEFAULT_VARIANT = "sasrec_ccql"
-
 _EPILOG = """\
 variants (design.md §4; one code path, a preset of loss weights each):
-  sasrec       cross-entropy only           sasrec_ac    + double-Q TD, SAC phase 2
-  snqn         + sampled negative actions   sa2c         + advantage-weighted CE
-  sasrec_co    AC + contrastive views       sasrec_ccql  CE+TD+negatives+CQL+contrastive
+{variants}
 
 settings: --set KEY=VALUE (repeatable) or --config FILE.yaml (a mapping of the same keys);
---set wins. Keys are TrainConfig fields (lr, batch_size, total_steps, eval_interval, ...),
-encoder fields (hidden_size, num_blocks, num_heads, dropout) and objective fields (gamma,
-td_weight, n_neg, cql_alpha, cql_temperature, cql_actions, co_weight, co_temperature,
-warmup_steps, double_q, tau, ...).
+flags win over --set, --set over the file. Keys are TrainConfig fields (lr, batch_size,
+total_steps, eval_interval, ...), encoder fields (hidden_size, num_blocks, num_heads,
+dropout) and objective fields (gamma, td_weight, n_neg, cql_alpha, cql_temperature,
+cql_actions, co_weight, co_temperature, warmup_steps, double_q, tau, ...), flat or dotted
+(encoder.dropout=0.2); each is documented on its field.
 
 run folder (--run-dir, default runs/<variant>-<time>): checkpoint/, config.json (all
 settings and the MLflow run id), stability.png. A new run into a folder that holds a
@@ -42,49 +38,49 @@ examples:
 
 
 def register(commands) -> None:
+    from recrl.models.sasrec.objective_config import variants_help
+    from recrl.pipelines.commands.flags import add_field_flags, add_settings_options
+    from recrl.pipelines.sasrec.config import TrainConfig
+    from recrl.pipelines.settings import field_default
+
     p = commands.add_parser(
         "train",
         help="train a SASRec variant offline on RLlib, evaluate it, track it in MLflow",
         description="Train one SASRec variant on prepared transitions with RLlib, evaluate "
         "it on val every --eval-interval updates and on test at the end (HR/NDCG@5,10,20 "
         "for clicks and purchases), and log everything to MLflow.",
-        epilog=_EPILOG,
+        epilog=_EPILOG.format(variants=variants_help()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--variant", help=f"named preset ({DEFAULT_VARIANT})")
-    p.add_argument("--data", help="prepared dataset folder (recrl prepare; not with --resume)")
-    p.add_argument("--config", type=Path, help="YAML file of settings")
     p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one setting (repeatable)",
+        "--variant", metavar="VARIANT",
+        help=f"named preset, listed below (default: {field_default(TrainConfig, 'variant')})",
+    )  # fmt: skip
+    add_field_flags(p, TrainConfig, {"data": "data"})
+    add_settings_options(p, "TrainConfig, encoder and objective fields")
+    add_field_flags(
+        p,
+        TrainConfig,
+        {
+            "steps": "total_steps",
+            "eval_interval": "eval_interval",
+            "num_learners": "num_learners",
+            "num_gpus_per_learner": "num_gpus_per_learner",
+            "num_cpus_per_learner": "num_cpus_per_learner",
+            "precision": "precision",
+        },
     )
-    p.add_argument("--steps", type=int, help="total gradient updates (TrainConfig default 4000)")
-    p.add_argument("--eval-interval", type=int, help="updates between val evaluations")
-    p.add_argument("--num-learners", type=int, help="RLlib learner actors (0: in-process)")
-    p.add_argument(
-        "--num-gpus-per-learner",
-        "--gpus-per-learner",
-        dest="num_gpus_per_learner",
-        type=float,
-        help="GPUs per learner, fractions allowed (0: CPU)",
-    )
-    p.add_argument("--num-cpus-per-learner", type=float, help="CPUs per remote learner (default 1)")
+    # the flag's earlier name, still accepted
+    p.add_argument("--gpus-per-learner", dest="setting_num_gpus_per_learner", type=float,
+                   help=argparse.SUPPRESS)  # fmt: skip
     p.add_argument(
         "--learner-resource",
         dest="learner_resources",
         action="append",
         default=[],
         metavar="NAME=AMOUNT",
-        help="custom Ray resource each remote learner needs (repeatable)",
-    )
-    p.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16"),
-        help="bf16 autocast of the forward passes: auto = on CUDA only (default)",
+        help="custom Ray resource each remote learner needs (repeatable; "
+        "custom_resources_per_learner)",
     )
     p.add_argument("--run-dir", type=Path, help="folder for checkpoint and figure")
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
@@ -104,14 +100,17 @@ def register(commands) -> None:
 
 
 def train_config(args):
-    """The `TrainConfig` of the parsed arguments: --config file, then --set, then flags."""
+    """The `TrainConfig` of the parsed arguments: the variant's preset, then the --config
+    file, --set and flags (`_settings`)."""
     from recrl.pipelines.sasrec.config import TrainConfig
 
     settings = _settings(args)
-    variant = settings.pop("variant", None) or args.variant or DEFAULT_VARIANT
-    if not args.data:
+    variant = args.variant or settings.pop("variant", None) or TrainConfig.variant
+    settings.pop("variant", None)
+    data = settings.pop("data", None)
+    if not data:
         raise SettingError("--data is required (a prepared dataset folder), unless --resume")
-    return TrainConfig.for_variant(variant, args.data, **settings)
+    return TrainConfig.for_variant(variant, data, **settings)
 
 
 def resumed_config(args):
@@ -122,7 +121,13 @@ def resumed_config(args):
     from recrl.pipelines.checks import check_input
     from recrl.pipelines.sasrec.config import TrainConfig
     from recrl.pipelines.sasrec.job import read_run_config
-    from recrl.pipelines.settings import convert, field_types, refused
+    from recrl.pipelines.settings import (
+        convert,
+        field_types,
+        refused,
+        setting_paths,
+        unknown_setting,
+    )
 
     if args.run_dir is not None and args.run_dir != args.resume:
         raise SettingError(f"--resume {args.resume} writes into that folder; drop --run-dir")
@@ -131,26 +136,23 @@ def resumed_config(args):
     check_input(args.resume, "--resume", kind="folder")
     saved, run_id = read_run_config(args.resume)
     settings = _settings(args)
-    for key, value in (("variant", args.variant), ("data", args.data)):
-        if value is not None:
-            settings.setdefault(key, value)
-    sections = {"": (saved, TrainConfig), "encoder": (saved.encoder, type(saved.encoder)),
-                "objective": (saved.objective, type(saved.objective))}  # fmt: skip
+    if args.variant is not None:
+        settings.setdefault("variant", args.variant)
+    paths = setting_paths(TrainConfig)
     changes: dict = {}
     for key, value in settings.items():
-        owner = next((s for s, (_, cls) in sections.items() if key in field_types(cls)), None)
-        if owner is None or key in ("encoder", "objective"):
-            from recrl.pipelines.settings import unknown_setting
-
-            raise unknown_setting(key, [k for _, c in sections.values() for k in field_types(c)])
-        current, cls = sections[owner]
-        value = convert(key, value, field_types(cls)[key])
-        if value == getattr(current, key):
+        path = paths.get(key)
+        if path is None or len(path) > 2 or key in ("encoder", "objective"):
+            raise unknown_setting(key, [k for k in paths if "." not in k])
+        owner = saved if len(path) == 1 else getattr(saved, path[0])
+        current = getattr(owner, path[-1])
+        value = convert(key, value, field_types(type(owner))[path[-1]])
+        if value == current:
             continue
         if key not in RESUME_MAY_CHANGE:
             raise SettingError(
                 f"--resume {args.resume}: setting {key}={value!r} differs from the run's saved "
-                f"{getattr(current, key)!r}; a resumed run keeps its settings (only "
+                f"{current!r}; a resumed run keeps its settings (only "
                 f"{', '.join(RESUME_MAY_CHANGE)} may change): drop it, or start a new run"
             )
         changes[key] = value
@@ -164,19 +166,9 @@ RESUME_MAY_CHANGE = ("total_steps", "tracking")
 
 def _settings(args) -> dict:
     """Flat settings of the parsed arguments: --config file, then --set, then flags."""
-    settings: dict = {}
-    if args.config:
-        settings.update(read_settings_file(args.config))
-    settings.update(parse_overrides(args.overrides))
-    flags = {
-        "total_steps": args.steps,
-        "eval_interval": args.eval_interval,
-        "num_learners": args.num_learners,
-        "num_gpus_per_learner": args.num_gpus_per_learner,
-        "num_cpus_per_learner": args.num_cpus_per_learner,
-        "precision": args.precision,
-    }
-    settings.update({k: v for k, v in flags.items() if v is not None})
+    from recrl.pipelines.commands.flags import collect_settings
+
+    settings = collect_settings(args)
     if args.learner_resources:
         settings["custom_resources_per_learner"] = {
             **settings.get("custom_resources_per_learner", {}),

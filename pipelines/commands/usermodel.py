@@ -17,12 +17,10 @@ steps:
   fit       GAN user model by maximum likelihood (Lemma 2), optionally + L2 adversarial
   evaluate  prec@1, prec@2, log-likelihood of a saved model and of the baselines
 
-sources for build (--source):
-  movielens    u.data (+ u.item for genres/year); shown = click + 39 rated nearest in time
-  yoochoose    *clicks*.csv; shown = click + 9 items other sessions clicked nearest in time
-  generic      session parquet/CSV (e.g. `recrl generate` output), as yoochoose
-  impressions  CSV with user_id,timestamp,shown,clicked[,history] (space-separated ids)
-  mind         MIND behaviors.tsv (+ news.tsv for topics)
+{sources}
+settings of build and fit: --set KEY=VALUE (repeatable) or --config FILE.yaml (a mapping
+of the same keys); flags win over --set, --set over the file. The keys of each step and
+their defaults are listed in `recrl usermodel build --help` and `... fit --help`.
 
 examples:
   recrl usermodel build --source movielens --input ../shared/data/movielens-100k \\
@@ -30,13 +28,43 @@ examples:
   recrl usermodel fit --data data/ml100k-sets --state pw --epochs 15 --out runs/um-pw
   recrl usermodel fit --data data/ml100k-sets --regularizer l2 --out runs/um-l2
   recrl usermodel fit --data data/ml100k-sets --fit-on test --out runs/um-test-env
+  recrl usermodel fit --data data/ml100k-sets --set batch_size=128 --set lr=0.01 --out runs/um
   recrl usermodel evaluate --model runs/um-pw/user_model.pt --data data/ml100k-sets
   mlflow ui --backend-store-uri sqlite:///mlruns.db     # curves: usermodel/val_prec1 ...
 """
 
 
+BUILD_REQUIRED = {"source": "source", "input": "input_path", "output": "output_path"}
+"""Flag -> `DisplaySetConfig` field of what to read and where to write: always flags."""
+BUILD_FLAGS = ("set_size", "history_len", "seed", "max_invalid_fraction")
+"""`DisplaySetConfig` fields with a flag of their own name; the rest are settings only."""
+
+FIT_REQUIRED = {"data": "data", "out": "out_dir"}
+"""Flag -> `UserModelJob` field of what to fit on and where to save: always flags."""
+FIT_FLAGS = {
+    "state": "state", "regularizer": "regularizer", "epochs": "epochs",
+    "adversarial_epochs": "adversarial_epochs", "lr": "lr",
+    "embedding_dim": "item_embedding_dim", "seed": "seed",
+    "fit_on": "train_split", "baselines": "baselines", "mlflow": "tracking",
+}  # fmt: skip
+"""Flag -> the `UserModelConfig` or `UserModelJob` field it sets (``--no-mlflow`` is
+``tracking = false``); the other fields are settings only."""
+_MODEL = ("state", "regularizer", "epochs", "adversarial_epochs", "lr", "embedding_dim", "seed")
+"""The `FIT_FLAGS` of the model's own settings (`UserModelConfig`)."""
+
+
 def register(commands) -> None:
     """Add ``usermodel`` and its three steps to the ``recrl`` subcommands."""
+    from recrl.models.user_model.config import UserModelConfig
+    from recrl.pipelines.commands.flags import (
+        SETTINGS_KEYS,
+        add_field_flags,
+        add_settings_options,
+        settings_help,
+    )
+    from recrl.pipelines.display_sets.config import DisplaySetConfig
+    from recrl.pipelines.usermodel.job import UserModelJob
+
     p = commands.add_parser(
         "usermodel",
         help="build display sets, fit and evaluate the GAN user model (Chen et al. 2019)",
@@ -46,49 +74,32 @@ def register(commands) -> None:
             them, or none, with probability softmax(utility), utility = MLP(state, item);
             the state is a position-weighted or LSTM summary of the user's past clicks."""
         ),
-        epilog=_EPILOG,
+        epilog=_EPILOG.format(sources=display_sources_help()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     steps = p.add_subparsers(dest="step", metavar="STEP", required=True)
 
-    b = steps.add_parser("build", help="write display-set records from a log")
-    b.add_argument(
-        "--source",
-        required=True,
-        choices=("movielens", "yoochoose", "generic", "impressions", "mind"),
+    b = steps.add_parser(
+        "build",
+        help="write display-set records from a log",
+        epilog=settings_help(DisplaySetConfig, without=(*BUILD_REQUIRED.values(), *BUILD_FLAGS)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    b.add_argument("--input", required=True, help="input file or folder")
-    b.add_argument("--output", required=True, help="output folder")
-    b.add_argument("--set-size", type=int, help="K of built sets (40 MovieLens, else 10)")
-    b.add_argument("--history-len", type=int, default=10, help="m, clicks kept (10)")
-    b.add_argument("--seed", type=int, default=0, help="user split and display order (0)")
-    b.add_argument("--max-invalid-fraction", type=float, default=0.01,
-                   help="fail above this fraction of bad rows (0.01)")  # fmt: skip
+    add_field_flags(b, DisplaySetConfig, BUILD_REQUIRED, required=tuple(BUILD_REQUIRED))
+    add_settings_options(b, SETTINGS_KEYS.format(config="DisplaySetConfig"))
+    add_field_flags(b, DisplaySetConfig, BUILD_FLAGS)
     b.set_defaults(handler=run)
 
-    f = steps.add_parser("fit", help="fit the user model, log to MLflow, save it")
-    f.add_argument("--data", required=True, help="display-set folder (usermodel build)")
-    f.add_argument("--out", required=True, help="folder for user_model.pt")
-    f.add_argument("--state", choices=("pw", "lstm"), default="pw", help="history encoder (pw)")
-    f.add_argument(
-        "--regularizer",
-        choices=("shannon", "l2"),
-        default="shannon",
-        help="shannon: maximum likelihood; l2: then adversarial eq. 6 (shannon)",
+    f = steps.add_parser(
+        "fit",
+        help="fit the user model, log to MLflow, save it",
+        epilog=settings_help(UserModelJob, without=(*FIT_REQUIRED.values(), *FIT_FLAGS.values())),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    f.add_argument("--epochs", type=int, default=15, help="maximum-likelihood epochs (15)")
-    f.add_argument("--adversarial-epochs", type=int, default=5, help="l2 epochs (5)")
-    f.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate (0.005)")
-    f.add_argument("--embedding-dim", type=int, default=16, help="learned item embedding (16)")
-    f.add_argument("--seed", type=int, default=0, help="initialisation and batches (0)")
-    f.add_argument(
-        "--fit-on",
-        choices=("train", "test"),
-        default="train",
-        help="split to fit: train, or test for the held-out test environment",
-    )
-    f.add_argument("--no-baselines", action="store_true", help="skip the baselines")
-    f.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    add_field_flags(f, UserModelJob, FIT_REQUIRED, required=tuple(FIT_REQUIRED))
+    add_settings_options(f, SETTINGS_KEYS.format(config="UserModelConfig and UserModelJob"))
+    add_field_flags(f, UserModelConfig, {k: v for k, v in FIT_FLAGS.items() if k in _MODEL})
+    add_field_flags(f, UserModelJob, {k: v for k, v in FIT_FLAGS.items() if k not in _MODEL})
     f.add_argument("--overwrite", action="store_true",
                    help="replace the user_model.pt an earlier fit left in --out")  # fmt: skip
     f.set_defaults(handler=run)
@@ -106,20 +117,46 @@ def run(args) -> int:
     return {"build": _build, "fit": _fit, "evaluate": _evaluate}[args.step](args)
 
 
+def display_sources_help() -> str:
+    """The epilog's list of display-set sources, from their registry."""
+    from recrl.pipelines.display_sets.config import DISPLAY_SOURCE_SUMMARIES
+
+    lines = ["sources for build (--source):"]
+    for name, summary in DISPLAY_SOURCE_SUMMARIES.items():
+        lines += textwrap.wrap(summary, width=88, initial_indent=f"  {name:<12} ",
+                               subsequent_indent=" " * 15, break_on_hyphens=False)  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def display_set_config(args):
+    """The `DisplaySetConfig` of ``usermodel build``'s arguments: the --config file, then
+    --set, then the flags, each value checked against its field."""
+    from recrl.pipelines.commands.flags import collect_settings
+    from recrl.pipelines.display_sets.config import DisplaySetConfig
+    from recrl.pipelines.settings import build
+
+    return build(DisplaySetConfig, **collect_settings(args))
+
+
+def user_model_job(args):
+    """The `UserModelJob` of ``usermodel fit``'s arguments: the --config file, then --set,
+    then the flags; keys of the model's settings (``lr``) reach its `UserModelConfig`."""
+    from recrl.pipelines.commands.flags import collect_settings
+    from recrl.pipelines.settings import apply_settings, build
+    from recrl.pipelines.usermodel.job import UserModelJob
+
+    settings = collect_settings(args)
+    where = {name: settings.pop(name) for name in FIT_REQUIRED.values()}
+    return apply_settings(build(UserModelJob, **where), settings)
+
+
 def _build(args) -> int:
     from recrl.pipelines.checks import check_input, check_output_dir
     from recrl.pipelines.display_sets.build import build_display_sets
-    from recrl.pipelines.display_sets.config import DisplaySetConfig
-    from recrl.pipelines.settings import refused
 
-    with refused():
-        config = DisplaySetConfig(
-            source=args.source, input_path=args.input, output_path=args.output,
-            set_size=args.set_size, history_len=args.history_len, seed=args.seed,
-            max_invalid_fraction=args.max_invalid_fraction,
-        )  # fmt: skip
-    check_input(args.input, "--input")
-    check_output_dir(args.output, "--output")
+    config = display_set_config(args)
+    check_input(config.input_path, "--input")
+    check_output_dir(config.output_path, "--output")
     meta = build_display_sets(config).meta
     rows = meta["rows"]
     dropped = ", ".join(f"{k} {v}" for k, v in rows["dropped"].items() if v) or "none"
@@ -132,36 +169,27 @@ def _build(args) -> int:
         year = meta["checks"]["release_year"]
         print(f"release-year guess prec@1: newest {year['highest']:.3f}, oldest "
               f"{year['lowest']:.3f}, chance {year['chance']:.3f}")  # fmt: skip
-    print(f"-> {args.output}")
+    print(f"-> {config.output_path}")
     return 0
 
 
 def _fit(args) -> int:
-    from recrl.models.user_model.config import UserModelConfig
     from recrl.pipelines.checks import check_output_dir
-    from recrl.pipelines.settings import refused
-    from recrl.pipelines.usermodel.job import MODEL_FILE, UserModelJob, run_user_model_job
+    from recrl.pipelines.usermodel.job import MODEL_FILE, run_user_model_job
 
-    with refused():
-        config = UserModelConfig(
-            state=args.state, regularizer=args.regularizer, epochs=args.epochs,
-            adversarial_epochs=args.adversarial_epochs, lr=args.lr,
-            item_embedding_dim=args.embedding_dim, seed=args.seed,
-        )  # fmt: skip
-    _check_display_sets(args.data)
-    out = check_output_dir(args.out, "--out")
+    job = user_model_job(args)
+    _check_display_sets(job.data)
+    out = check_output_dir(job.out_dir, "--out")
     if (out / MODEL_FILE).exists() and not args.overwrite:
         # a fit has no intermediate checkpoints to resume from: it is redone or kept
         raise UserError(
             f"--out {out} already holds {MODEL_FILE} from an earlier fit; choose another "
             "--out or replace it with --overwrite"
         )
-    job = UserModelJob(data=args.data, out_dir=args.out, model=config, train_split=args.fit_on,
-                       baselines=not args.no_baselines, tracking=not args.no_mlflow)  # fmt: skip
     summary = run_user_model_job(job)
-    _print_table({"user model": summary["test"], **summary.get("baselines", {})})
-    print(f"best epoch {summary['best_epoch']}; saved {summary['model_path']}"
-          + (f"; MLflow run {summary['run_id']}" if summary.get("run_id") else ""))  # fmt: skip
+    _print_table({"user model": summary.test, **summary.baselines})
+    print(f"best epoch {summary.best_epoch}; saved {summary.model_path}"
+          + (f"; MLflow run {summary.run_id}" if summary.run_id else ""))  # fmt: skip
     return 0
 
 

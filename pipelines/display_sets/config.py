@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
@@ -10,7 +11,17 @@ from recrl.pipelines.prepare.config import TIMESTAMP_CHOICES, TimestampChoice
 from recrl.pipelines.prepare.parsing import DEFAULT_YEARS, check_years
 
 DisplaySource = Literal["movielens", "yoochoose", "generic", "impressions", "mind"]
-DISPLAY_SOURCES: tuple[str, ...] = ("movielens", "yoochoose", "generic", "impressions", "mind")
+DISPLAY_SOURCES: tuple[str, ...] = typing.get_args(DisplaySource)
+DISPLAY_SOURCE_SUMMARIES: dict[str, str] = {
+    "movielens": "u.data (+ u.item for genres/year); shown = the click + the items other "
+    "users rated nearest in time",
+    "yoochoose": "*clicks*.csv; shown = the click + the items other sessions clicked nearest "
+    "in time",
+    "generic": "session parquet/CSV (e.g. `recrl generate` output), as yoochoose",
+    "impressions": "CSV with user_id,timestamp,shown,clicked[,history] (space-separated ids)",
+    "mind": "MIND behaviors.tsv (+ news.tsv for topics)",
+}
+"""One line per source for ``recrl usermodel --help``: the files it reads, how sets are made."""
 NEAR_TIME_SOURCES = ("movielens", "yoochoose", "generic")
 """Sources without logged impressions: shown sets are built from items near in time."""
 
@@ -23,18 +34,19 @@ class DisplaySetConfig:
     behaviors.tsv/news.tsv) keep the real shown set. Click logs (``movielens``,
     ``yoochoose``, ``generic`` sessions such as the generated dataset) get the paper's
     construction: the clicked item plus ``set_size - 1`` distinct items that *other* users
-    clicked nearest in time. Users (sessions for session logs) are split train/val/test
-    50 / 12.5 / 37.5 % by ``seed``, as in the paper.
+    clicked nearest in time. Users (sessions for session logs) are split train/val/test by
+    ``split_fractions`` and ``seed``, as in the paper.
     """
 
     source: DisplaySource
-    """Input format: movielens, yoochoose, generic (session parquet/CSV), impressions, mind."""
+    """Input format (the sources and what each reads are listed below)."""
     input_path: str
-    """A file or folder of the source."""
+    """Input file or folder of the source."""
     output_path: str
-    """Folder receiving train/val/test parquet, items.parquet and meta.json."""
+    """Output folder: receives train/val/test parquet, items.parquet and meta.json."""
     set_size: int | None = None
-    """K for near-in-time sets: 40 for MovieLens (1 + 39), 10 otherwise (None: that default)."""
+    """K, items per shown set of the near-in-time construction; unset: 40 for MovieLens
+    (1 + 39), 10 otherwise."""
     history_len: int = 10
     """m: previous clicks kept per record (the position-weight lags)."""
     split_fractions: tuple[float, float, float] = (0.5, 0.125, 0.375)
@@ -42,20 +54,21 @@ class DisplaySetConfig:
     seed: int = 0
     """Seed of the user split and of the display order inside each set."""
     max_invalid_fraction: float = 0.01
-    """Fail when more than this fraction of rows has a bad value of one kind (as `prepare`)."""
+    """Fail when more than this fraction of rows has a bad value of one kind (as in
+    ``recrl prepare``)."""
     max_window: int = 4096
     """Largest ± window of events searched for near-in-time neighbours."""
     per_user: int | None = None
-    """At most this many shown items from any one other user (None: no cap)."""
+    """At most this many shown items from any one other user; unset: no cap."""
     timestamp_unit: TimestampChoice | None = None
-    """Timestamp format of the whole input, as `recrl prepare --timestamp-unit`; None: the
+    """Timestamp format of the whole input, as ``recrl prepare --timestamp-unit``; unset: the
     source's own (MovieLens ``s``, YooChoose ``iso``, MIND its fixed ``11/15/2019 10:22:32
     AM``; ``auto`` for generic and impressions: one format voted by a sample of every file)."""
     time_range: tuple[int, int] = DEFAULT_YEARS
     """First and last plausible year of an event; timestamps outside are invalid."""
     keep_duplicates: bool = False
     """Keep exact duplicate events of a click log instead of dropping all but one as
-    ``duplicate_event`` (as `recrl prepare`)."""
+    ``duplicate_event`` (as ``recrl prepare``)."""
     encoding: str = "utf-8"
     """Text encoding of CSV/TSV inputs (a Python codec name)."""
 

@@ -56,6 +56,7 @@ class Adapter:
     session_id_type: IdType
     item_id_type: IdType
     description: str
+    """One line for ``recrl prepare --help``: the files it reads and how events map."""
 
     def find(self, input_path: str, encoding: str = "utf-8") -> list[SourceFile]:
         """Match the files at ``input_path`` to roles and check their header/columns.
@@ -247,7 +248,7 @@ ADAPTERS: dict[str, Adapter] = {
         "iso",
         "int",
         "int",
-        "RecSys Challenge 2015: *clicks*.csv|dat (+ *buys*.csv|dat), header row optional",
+        "RecSys Challenge 2015: *clicks*.csv|dat and *buys*.csv|dat (header row optional)",
     ),
     "retailrocket": Adapter(
         "retailrocket",
@@ -257,7 +258,8 @@ ADAPTERS: dict[str, Adapter] = {
         "ms",
         "int",
         "int",
-        "RetailRocket events.csv (timestamp,visitorid,event,itemid,transactionid)",
+        "RetailRocket events.csv: view -> click, addtocart -> purchase, transaction dropped "
+        "(or the other way round: see --retailrocket-purchase)",
     ),
     "movielens": Adapter(
         "movielens",
@@ -271,7 +273,8 @@ ADAPTERS: dict[str, Adapter] = {
         "s",
         "int",
         "int",
-        "MovieLens u.data (100K), ratings.dat (1M/10M) or ratings.csv (20M/25M/32M)",
+        "MovieLens u.data (100K), ratings.dat (1M/10M) or ratings.csv (20M/25M/32M); every "
+        "rating a click (see --movielens-positive-threshold)",
     ),
     "open_bandit": Adapter(
         "open_bandit",
@@ -281,7 +284,8 @@ ADAPTERS: dict[str, Adapter] = {
         "iso",
         "str",
         "int",
-        "Open Bandit Dataset {all,men,women}.csv of one behaviour policy",
+        "Open Bandit Dataset all.csv|men.csv|women.csv of one behaviour policy: clicked "
+        "impressions, session = user features",
     ),
     "generic": Adapter(
         "generic",
@@ -294,7 +298,7 @@ ADAPTERS: dict[str, Adapter] = {
         "auto",
         "str",
         "str",
-        "parquet or CSV files with session_id,timestamp,item_id,event (click|purchase)",
+        "*.parquet or *.csv with session_id,timestamp,item_id,event (click|purchase)",
     ),
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -11,9 +12,10 @@ from recrl.pipelines.errors import SettingError
 from recrl.pipelines.prepare.parsing import check_years, epoch_units_overlap
 
 SourceName = Literal["yoochoose", "retailrocket", "movielens", "open_bandit", "generic"]
-SOURCES: tuple[str, ...] = ("yoochoose", "retailrocket", "movielens", "open_bandit", "generic")
+SOURCES: tuple[str, ...] = typing.get_args(SourceName)
+"""The input formats; each has an adapter (`recrl.pipelines.prepare.adapters.ADAPTERS`)."""
 TimestampChoice = Literal["auto", "iso", "s", "ms", "us", "ns"]
-TIMESTAMP_CHOICES: tuple[str, ...] = ("auto", "iso", "s", "ms", "us", "ns")
+TIMESTAMP_CHOICES: tuple[str, ...] = typing.get_args(TimestampChoice)
 
 
 @dataclass(frozen=True)
@@ -21,19 +23,19 @@ class PrepareConfig:
     """Turn a session log into RL transitions (Xin et al. 2020, RC15 recipe; design.md §1).
 
     Rows are parsed and validated, sessions with too few clicks removed, items
-    label-encoded to ``0..n_items-1`` (``pad_id = n_items``), sessions split 80/10/10 and
-    every event of a session becomes a transition with a state of the previous
-    ``state_len`` items.
+    label-encoded to ``0..n_items-1`` (``pad_id = n_items``), sessions split train/val/test
+    by ``split_fractions`` and every event of a session becomes a transition with a state
+    of the previous ``state_len`` items.
     """
 
     source: SourceName
-    """Input format: yoochoose, retailrocket, movielens, open_bandit or generic."""
+    """Input format (the sources and the files each looks for are listed below)."""
     input_path: str
-    """A file or a folder of the source (local path, s3:// or gs://)."""
+    """Input file or folder of the source (local path, s3:// or gs://)."""
     output_path: str
-    """Folder that receives train/, val/, test/ parquet shards and meta.json."""
+    """Output folder: receives train/, val/, test/ parquet shards and meta.json."""
     state_len: int = 10
-    """L: number of previous items in a state."""
+    """L: number of previous items in a state (items per state)."""
     r_click: float = 0.2
     """Reward of a click event."""
     r_buy: float = 1.0
@@ -43,18 +45,20 @@ class PrepareConfig:
     min_item_count: int = 0
     """Drop items with <= this many valid events before the session filter; 0 keeps all."""
     split: Literal["session", "time"] = "session"
-    """``session``: random permutation of session ids from ``seed``; ``time``: by start time."""
+    """How sessions are split: ``session``, a random permutation of session ids from
+    ``seed``; ``time``, by session start time."""
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     """Train/val/test fractions of sessions."""
     seed: int = 0
-    """Seed of the session permutation."""
+    """Seed of the session split (the permutation of ``split = session``)."""
     max_invalid_fraction: float = 0.01
     """Fail when more than this fraction of all input rows has a bad value (any kind:
     malformed row, invalid session id, timestamp, item id or event)."""
     timestamp_unit: TimestampChoice | None = None
-    """Timestamp format of the whole input: ``iso``, epoch ``s``/``ms``/``us``/``ns``, or
-    ``auto`` (detected from a sample of every file); None: the source's own (``auto`` for
-    generic)."""
+    """Timestamp format of the whole input: ``iso`` (ISO-8601, with or without zone), epoch
+    ``s``/``ms``/``us``/``ns``, or ``auto`` (detected from the first rows of every file);
+    unset: the source's own (``auto`` for generic). Values that do not fit are
+    ``invalid_timestamp``, never re-read in another unit."""
     time_range: tuple[int, int] = (1990, 2100)
     """First and last plausible year of an event; timestamps outside are invalid."""
     keep_duplicates: bool = False
@@ -66,11 +70,11 @@ class PrepareConfig:
     """RetailRocket event that counts as purchase; ``addtocart`` is the SQN/SA2C convention
     (``transaction`` rows are then dropped); with ``transaction``, add-to-cart rows are."""
     movielens_positive_threshold: float | None = None
-    """MovieLens ratings >= this become purchases; None keeps every rating a click."""
+    """MovieLens ratings >= this become purchases; unset: every rating is a click."""
     rows_per_shard: int = 1_000_000
-    """Upper bound of transitions per parquet file."""
+    """Most transitions per parquet file."""
     num_partitions: int | None = None
-    """Hash partitions by session for the window stage; None picks from the input size."""
+    """Hash partitions by session for the window stage; unset: picked from the input size."""
     overwrite: bool = False
     """Replace an output folder that holds a different dataset."""
     extra_metadata: dict[str, str] = field(default_factory=dict)

@@ -42,6 +42,7 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 from recrl.models import batch as B
+from recrl.pipelines.checks import dataset_uri
 from recrl.pipelines.prepare.stages import list_to_matrix
 from recrl.pipelines.sasrec.config import PRE_LEARNER_CPUS, READ_TASK_CPUS, TrainConfig
 from recrl.pipelines.sasrec.learner import NUM_UPDATES_METRIC, SASRecLearner
@@ -292,7 +293,8 @@ def algorithm_config(
     # One streaming execution for the whole run: the train folder once per pass needed.
     rows = config.total_steps * batch * max(1, config.num_learners)
     passes = math.ceil(rows / max(1, meta["splits"]["train"]["transitions"])) + 1
-    train = f"{config.data.rstrip('/')}/train"
+    # absolute: the read tasks run in Ray workers, whose working directory is not the caller's
+    train = f"{dataset_uri(config.data).rstrip('/')}/train"
     return (
         SASRecAlgorithmConfig()
         .environment(**spaces)

@@ -10,7 +10,7 @@ from recrl.models.sasrec.encoder import SASRecConfig
 from recrl.models.sasrec.objective_config import VARIANTS, SASRecObjectiveConfig, objective_for
 from recrl.models.sasrec.precision import PRECISIONS
 from recrl.pipelines.errors import SettingError
-from recrl.pipelines.settings import check_known, check_types, refused
+from recrl.pipelines.settings import apply_settings
 
 PRE_LEARNER_CPUS = 0.5
 """CPUs of the reader's pre-learner actor (one per learner)."""
@@ -108,25 +108,14 @@ class TrainConfig:
             raise ValueError(f"rank_with='q' needs a Q head; variant {self.variant} has none")
 
     @classmethod
-    def for_variant(cls, variant: str, data: str, **overrides: Any) -> TrainConfig:
-        """The variant's preset with overrides. Keys of the encoder or the objective may be
-        given flat (``n_neg=20``, ``hidden_size=32``) and are routed to their config."""
-        encoder_fields = {f.name for f in dataclasses.fields(SASRecConfig)}
-        objective_fields = {f.name for f in dataclasses.fields(SASRecObjectiveConfig)}
-        own_fields = {f.name for f in dataclasses.fields(cls)}
-        encoder = {k: overrides.pop(k) for k in list(overrides) if k in encoder_fields}
-        objective = {k: overrides.pop(k) for k in list(overrides) if k in objective_fields}
+    def for_variant(cls, variant: str, data: str, **settings: Any) -> TrainConfig:
+        """The variant's preset (`VARIANTS`) with flat settings applied on top by
+        `apply_settings`: keys of the encoder or the objective may be given flat
+        (``n_neg=20``, ``hidden_size=32``) or dotted (``encoder.dropout=0.2``)."""
         if variant not in VARIANTS:
             raise SettingError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-        check_known(overrides, own_fields | encoder_fields | objective_fields)
-        with refused():  # types first (lr=abc names lr), then each config's own range checks
-            return cls(
-                data=data,
-                variant=variant,
-                encoder=SASRecConfig(**check_types(SASRecConfig, encoder)),
-                objective=objective_for(variant, **check_types(SASRecObjectiveConfig, objective)),
-                **check_types(cls, overrides),
-            )
+        preset = cls(data=data, variant=variant, objective=objective_for(variant))
+        return apply_settings(preset, settings)
 
     def to_dict(self) -> dict[str, Any]:
         """Flat, JSON-friendly view (``encoder.hidden_size``...), e.g. for MLflow params."""

@@ -1,22 +1,40 @@
-"""Settings of the slate Q-learning policies and their RLlib `AlgorithmConfig`.
+"""Settings of a slate job (`SlateJob`, ``recrl slate``), of the slate Q-learning policies
+(`CDQNConfig`), and their RLlib `AlgorithmConfig`.
 
 GAN-CDQN, GAN-RWD1 and GAN-GDQN (Chen et al. 2019, §5, §6.2, Algorithm 2 in the appendix)
 share one training setup — experience replay, ε-greedy, a Polyak target network — and
 differ in the Q-function (cascading or additive) and the training reward (the user model's
 learned utility or ±1 for click / no click). `SlateQAlgorithm` runs it (EnvRunners step the
 simulated user, `recrl.envs.user_model_env`; uniform replay; `SlateQLearner` updates).
+
+RLlib is imported where the algorithm is configured, not at module level: ``recrl slate``
+builds its flags from these dataclasses, and every ``recrl`` command builds its parser.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-from recrl.pipelines.slate.algorithm import SlateQAlgorithmConfig
-from recrl.pipelines.slate.learner import SlateQLearner
-from recrl.pipelines.slate.rl_module import SlateQRLModule
+from recrl.pipelines.errors import SettingError
+from recrl.pipelines.settings import (
+    apply_settings,
+    convert,
+    field_docs,
+    field_types,
+    setting_paths,
+    unknown_setting,
+)
+from recrl.pipelines.slate.policy_names import POLICIES
+
+if TYPE_CHECKING:
+    from recrl.pipelines.slate.algorithm import SlateQAlgorithmConfig
+
+MAX_WARMUP_STEPS = 500
+"""Cap of the default warm-up (`CDQNConfig.effective_warmup_steps`)."""
 
 
 @dataclass(frozen=True)
@@ -34,9 +52,10 @@ class CDQNConfig:
     replay_size: int = 20_000
     """Replay buffer capacity (env steps)."""
     env_steps: int = 5_000
-    """Environment steps of training; one update per step once warm."""
-    warmup_steps: int = 500
-    """Steps of pure random slates (ε = 1) before updates start."""
+    """Environment steps of training (DQN-Off: updates); one update per step once warm."""
+    warmup_steps: int | None = None
+    """Steps of random slates (ε = 1) before updates start; None (not given): a tenth of
+    ``env_steps``, at most 500 (``effective_warmup_steps``)."""
     epsilon_end: float = 0.05
     """ε after the linear decay from 1, reached at half of `env_steps`."""
     tau: float = 0.01
@@ -49,19 +68,137 @@ class CDQNConfig:
     """Seed of network init, exploration, replay sampling and the training env."""
 
     def __post_init__(self) -> None:
-        if not 0 <= self.warmup_steps < self.env_steps:
+        if self.env_steps < 1:
+            raise ValueError(f"env_steps must be >= 1, got {self.env_steps}")
+        if not 0 <= self.effective_warmup_steps < self.env_steps:
             raise ValueError(
-                f"warmup_steps ({self.warmup_steps}) must be in [0, env_steps={self.env_steps})"
+                f"warmup_steps ({self.effective_warmup_steps}) must be in "
+                f"[0, env_steps={self.env_steps})"
             )
         if not 0.0 <= self.epsilon_end <= 1.0:
             raise ValueError(f"epsilon_end must be in [0, 1]: {self.epsilon_end}")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1]: {self.tau}")
 
+    @property
+    def effective_warmup_steps(self) -> int:
+        """``warmup_steps``, with None resolved: ``min(500, env_steps // 10)`` — 500 at the
+        default 5,000 steps, and short runs (tests, reduced sweeps) still learn for 90 %."""
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        return min(MAX_WARMUP_STEPS, self.env_steps // 10)
+
     def epsilon_schedule(self) -> list[tuple[int, float]]:
         """ε over sampled env steps: 1 through the warm-up, then linear to `epsilon_end`."""
-        end = max(self.env_steps // 2, self.warmup_steps + 1)
-        return [(0, 1.0), (self.warmup_steps, 1.0), (end, self.epsilon_end)]
+        warmup = self.effective_warmup_steps
+        end = max(self.env_steps // 2, warmup + 1)
+        return [(0, 1.0), (warmup, 1.0), (end, self.epsilon_end)]
+
+
+@dataclass(frozen=True)
+class SlateJob:
+    """One policy, k, seeds: trained (where the policy learns) and evaluated by
+    `recrl.pipelines.slate.job.run_slate_job`.
+
+    Flat settings (``--set``, ``--config``, flags, a sweep's trial) build it through
+    `slate_job`: a field of this class sets it, a `CDQNConfig` field sets ``cdqn``
+    (``gamma``, ``lr``, ``env_steps``, ``warmup_steps``...; dotted ``cdqn.gamma`` too),
+    except `JOB_DECIDES`.
+    """
+
+    data: str
+    """Display-set folder, required (its train/test page views seed the simulated users)."""
+    user_model: str
+    """The user model to train against, required: a ``user_model.pt`` of ``recrl usermodel
+    fit``."""
+    policy: str = "cdqn"
+    """Slate policy: a name of ``recrl.pipelines.slate.policy_names.POLICIES``."""
+    out_dir: str = "runs/slate"
+    """Folder for the CSV and the PNG."""
+    test_user_model: str | None = None
+    """The user model of the test environment, fitted on the test users (``recrl usermodel
+    fit --fit-on test``); None (not given): ``user_model``, with a warning."""
+    k: int = 5
+    """Slate size."""
+    episodes: int | None = 1000
+    """Simulated test users per seed (paper: 1,000); 0 or None: each test user once."""
+    episode_length: int = 10
+    """Page views per simulated user."""
+    max_pool: int = 512
+    """Candidate items per simulated user (those shown to them in the log, subsampled)."""
+    seeds: tuple[int, ...] = (0,)
+    """Seeds, one training and evaluation each."""
+    cdqn: CDQNConfig = field(default_factory=CDQNConfig)
+    """Training settings of cdqn / rwd1 / gdqn / offline (offline: env_steps = updates)."""
+    tracking: bool = True
+    """Log to MLflow."""
+    eval_interval: int = 0
+    """cdqn / rwd1 / gdqn: also evaluate on the test users every this many training env
+    steps (the learning curve); 0: only at the end."""
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}: {self.policy!r}")
+        if self.eval_interval < 0:
+            raise ValueError(f"eval_interval must be >= 0, got {self.eval_interval}")
+        if self.episodes == 0:  # 0 is how a command line or a YAML file says "all of them"
+            object.__setattr__(self, "episodes", None)
+
+    def as_params(self) -> dict[str, Any]:
+        """MLflow params of a job."""
+        cdqn = dataclasses.asdict(self.cdqn)
+        cdqn["warmup_steps"] = self.cdqn.effective_warmup_steps  # the warm-up used, not None
+        return {
+            "policy": self.policy, "k": self.k, "episodes": self.episodes,
+            "episode_length": self.episode_length, "max_pool": self.max_pool,
+            "seeds": list(self.seeds), "eval_interval": self.eval_interval,
+            "user_model": self.user_model, "test_user_model": self.test_user_model,
+            "cdqn": cdqn,
+        }  # fmt: skip
+
+    @property
+    def final_step(self) -> int:
+        """The step of the end-of-training evaluation: training env steps (DQN-Off: its
+        updates), 0 for the untrained greedy and random policies."""
+        return 0 if self.policy in ("greedy", "random") else self.cdqn.env_steps
+
+
+JOB_DECIDES = ("reward", "q_form", "seed")
+"""`CDQNConfig` fields no setting may name: the policy decides the reward (rwd1: ±1) and
+the Q form (gdqn: additive), and each of ``seeds`` is the seed of its training."""
+REQUIRED = ("data", "user_model")
+"""`SlateJob` fields without a default."""
+
+
+def slate_setting_paths() -> dict[str, tuple[str, ...]]:
+    """The keys a slate setting may use -> the field each sets: `SlateJob` and `CDQNConfig`
+    fields, flat or dotted (``cdqn.gamma``), less `JOB_DECIDES` (and ``cdqn`` as a whole,
+    which could set them)."""
+    return {
+        key: path
+        for key, path in setting_paths(SlateJob).items()
+        if path != ("cdqn",) and not (path[0] == "cdqn" and path[-1] in JOB_DECIDES)
+    }
+
+
+def slate_job(settings: Mapping[str, Any]) -> SlateJob:
+    """The job of flat settings (``recrl slate``'s file, ``--set`` and flags; a slate
+    sweep's trial): keys of `slate_setting_paths`, ``data`` and ``user_model`` among them.
+    An unknown key, a missing required one or a value a field refuses is a `SettingError`
+    naming it."""
+    paths = slate_setting_paths()
+    for key in settings:
+        if key not in paths:
+            # the flat names, and the dotted ones only where no flat name reaches them
+            known = [k for k in paths if "." not in k or paths.get(k.split(".")[-1]) != paths[k]]
+            raise unknown_setting(key, known, what="slate setting")
+    for name in REQUIRED:
+        if settings.get(name) in (None, ""):
+            raise SettingError(f"slate setting {name} is required: {field_docs(SlateJob)[name]}")
+    types = field_types(SlateJob)
+    job = SlateJob(**{name: convert(name, settings[name], types[name]) for name in REQUIRED})
+    rest = {key: value for key, value in settings.items() if key not in REQUIRED}
+    return apply_settings(job, rest, what="slate setting")
 
 
 def slate_q_module_config(
@@ -84,6 +221,11 @@ def slate_q_algorithm_config(
     """`SlateQAlgorithm` with `SlateQRLModule` + `SlateQLearner` on the registered env
     ``env``: one local EnvRunner (the simulated user is cheap; a remote one only adds
     transfers) sampling 10 steps per ``training_step``, one update per sampled step."""
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+    from recrl.pipelines.slate.algorithm import SlateQAlgorithmConfig
+    from recrl.pipelines.slate.learner import SlateQLearner
+    from recrl.pipelines.slate.rl_module import SlateQRLModule
+
     return (
         SlateQAlgorithmConfig()
         .environment(env=env)
@@ -100,7 +242,7 @@ def slate_q_algorithm_config(
             lr=config.lr,
             train_batch_size_per_learner=config.batch_size,
             replay_buffer_config={"capacity": config.replay_size},
-            num_steps_sampled_before_learning_starts=config.warmup_steps,
+            num_steps_sampled_before_learning_starts=config.effective_warmup_steps,
             n_step=1,
             tau=config.tau,
             target_network_update_freq=1,

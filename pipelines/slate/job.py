@@ -9,7 +9,8 @@ environment of ``user_model`` on the train users' page views; evaluation (paper 
 mean reward per step per user, CTR) uses ``test_user_model`` on the test users' page views —
 the test environment, fitted on test users only (``recrl usermodel fit --fit-on test``).
 Results: ``slate_<policy>_k<k>.csv`` and a PNG in ``out_dir``, and an MLflow run
-(``slate/reward``, ``slate/ctr``, ``slate/train_*``).
+(``slate/reward``, ``slate/ctr``, ``slate/train_*``). The job's settings are a `SlateJob`
+(`recrl.pipelines.slate.config`, built from flat settings by ``slate_job``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import dataclasses
 import logging
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,89 +30,13 @@ from recrl.models.user_model.checkpoint import LoadedUserModel, load_user_model
 from recrl.models.user_model.data import DisplaySetArrays
 from recrl.pipelines.atomic_output import atomic_writes
 from recrl.pipelines.display_sets.records import load_display_sets
-from recrl.pipelines.slate.config import CDQNConfig
+from recrl.pipelines.slate.config import SlateJob
 from recrl.pipelines.slate.evaluation import evaluate_policy, item_feature_table
 from recrl.pipelines.slate.offline import train_offline_slate_q
-from recrl.pipelines.slate.policy_names import POLICIES
 from recrl.pipelines.slate.training import ModuleSlatePolicy, train_slate_q
 from recrl.pipelines.tracking import NullTracker, Tracker
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SlateJob:
-    """One policy, k, seeds; see the module docstring."""
-
-    data: str
-    """Display-set folder (its train/test page views seed the simulated users)."""
-    user_model: str
-    """user_model.pt of the training environment."""
-    policy: str = "cdqn"
-    """cdqn, rwd1, gdqn, greedy, random or offline (see `POLICIES`)."""
-    out_dir: str = "runs/slate"
-    """Folder for the CSV and the PNG."""
-    test_user_model: str | None = None
-    """user_model.pt of the test environment (None: ``user_model``, with a warning)."""
-    k: int = 5
-    """Slate size."""
-    episodes: int | None = 1000
-    """Simulated test users per seed (paper: 1,000); None: each test user once."""
-    episode_length: int = 10
-    """Page views per simulated user."""
-    max_pool: int = 512
-    """Candidate pool per simulated user (items shown to them in the log, subsampled)."""
-    seeds: tuple[int, ...] = (0,)
-    """One training + evaluation per seed."""
-    cdqn: CDQNConfig = field(default_factory=CDQNConfig)
-    """Training settings of cdqn / rwd1 / gdqn / offline (offline: env_steps = updates)."""
-    tracking: bool = True
-    """Log to MLflow."""
-    eval_interval: int = 0
-    """cdqn / rwd1 / gdqn: also evaluate on the test users every this many training env
-    steps (the learning curve); 0: only at the end."""
-
-    def __post_init__(self) -> None:
-        if self.policy not in POLICIES:
-            raise ValueError(f"policy must be one of {', '.join(POLICIES)}: {self.policy!r}")
-        if self.eval_interval < 0:
-            raise ValueError(f"eval_interval must be >= 0, got {self.eval_interval}")
-
-    @classmethod
-    def from_settings(cls, data: str, settings: dict[str, Any]) -> SlateJob:
-        """A job from flat settings (a sweep's ``fixed`` + sampled values): `CDQNConfig`
-        fields (``gamma``, ``lr``, ``epsilon_end``, ``env_steps``...) go to ``cdqn``,
-        ``seed`` makes ``seeds`` one seed; unknown keys raise ValueError naming the known."""
-        settings = dict(settings)
-        # the policy decides the reward and the Q form; the seed comes per trial
-        cdqn_fields = {f.name for f in dataclasses.fields(CDQNConfig)} - {
-            "seed", "reward", "q_form"}  # fmt: skip
-        own = {f.name for f in dataclasses.fields(cls)} - {"cdqn", "seeds", "data"}
-        unknown = set(settings) - cdqn_fields - own - {"seed"}
-        if unknown:
-            known = sorted(cdqn_fields | own | {"seed"})
-            raise ValueError(f"unknown slate setting(s) {sorted(unknown)}; known: {known}")
-        cdqn = CDQNConfig(**{k: settings.pop(k) for k in list(settings) if k in cdqn_fields})
-        seeds = (int(settings.pop("seed")),) if "seed" in settings else cls.seeds
-        if settings.get("episodes") == 0:
-            settings["episodes"] = None  # 0: every test user once, as on the command line
-        return cls(data=data, cdqn=cdqn, seeds=seeds, **settings)
-
-    def as_params(self) -> dict[str, Any]:
-        """MLflow params of a job."""
-        return {
-            "policy": self.policy, "k": self.k, "episodes": self.episodes,
-            "episode_length": self.episode_length, "max_pool": self.max_pool,
-            "seeds": list(self.seeds), "eval_interval": self.eval_interval,
-            "user_model": self.user_model, "test_user_model": self.test_user_model,
-            "cdqn": dataclasses.asdict(self.cdqn),
-        }  # fmt: skip
-
-    @property
-    def final_step(self) -> int:
-        """The step of the end-of-training evaluation: training env steps (DQN-Off: its
-        updates), 0 for the untrained greedy and random policies."""
-        return 0 if self.policy in ("greedy", "random") else self.cdqn.env_steps
 
 
 def _policy(job: SlateJob, loaded: LoadedUserModel, views: DisplaySetArrays,
@@ -170,7 +95,19 @@ def run_slate_seed(
     return result
 
 
-def run_slate_job(job: SlateJob) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SlateResult:
+    """What a slate job produced."""
+
+    rows: list[dict[str, Any]]
+    """One row per seed: policy, k, seed and the Table 3 metrics (``reward``, ``ctr``)."""
+    summary: dict[str, float]
+    """``reward_mean``, ``reward_std``, ``ctr_mean``, ``ctr_std`` over the seeds."""
+    files: list[str]
+    """The CSV and PNG written to ``out_dir``."""
+
+
+def run_slate_job(job: SlateJob) -> SlateResult:
     """Train/evaluate per seed; returns per-seed rows and the mean ± std."""
     dataset = load_display_sets(job.data)
     train_model = load_user_model(job.user_model)
@@ -206,7 +143,7 @@ def run_slate_job(job: SlateJob) -> dict[str, Any]:
         paths = _write_outputs(Path(job.out_dir), rows, job)
         for path in paths:
             tracker.log_artifact(path)
-    return {"rows": rows, "summary": summary, "files": [str(p) for p in paths]}
+    return SlateResult(rows=rows, summary=summary, files=[str(p) for p in paths])
 
 
 def _write_outputs(out: Path, rows: list[dict], job: SlateJob) -> list[Path]:

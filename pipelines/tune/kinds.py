@@ -55,16 +55,20 @@ def _sasrec_config(data: str, variant: str | None, settings: dict[str, Any]):
 
 def _bandit_config(data: str, variant: str | None, settings: dict[str, Any]):
     from recrl.pipelines.bandit.config import BanditRunConfig
+    from recrl.pipelines.settings import apply_settings
 
     if data:  # a simulator fitted on logs (ml-100k) reads them from the study's data
         settings = {"data_path": data, **settings}
-    return BanditRunConfig().with_settings(settings)
+    return apply_settings(BanditRunConfig(), settings, rest_to="policy_settings")
 
 
 def _slate_config(data: str, variant: str | None, settings: dict[str, Any]):
-    from recrl.pipelines.slate.job import SlateJob
+    from recrl.pipelines.slate.config import slate_job
 
-    return SlateJob.from_settings(data, settings)
+    settings = dict(settings)
+    if "seed" in settings:  # a trial runs one seed of the study's seeds
+        settings["seeds"] = (settings.pop("seed"),)
+    return slate_job({"data": data, **settings})
 
 
 SASREC = TrialKind(

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from recrl.pipelines.checks import dataset_uri
 from recrl.pipelines.errors import UserError
 from recrl.pipelines.prepare.meta import read_meta
 from recrl.pipelines.sasrec.config import PRE_LEARNER_CPUS, READ_TASK_CPUS, READER_CPUS
@@ -65,8 +66,10 @@ def run_sweep(
     storage: str | Path = DEFAULT_STORAGE,
     resume: bool = False,
     tracking: bool = True,
+    verbose: int = 1,
 ) -> SweepReport:
-    """Run ``study`` (see the module docstring) and return its stability report."""
+    """Run ``study`` (see the module docstring) and return its stability report.
+    ``verbose`` is Tune's console output: 0 silent, 1 the trial table (the default)."""
     import ray
     from ray import tune
     from recrl.pipelines.ray_runtime import ensure_ray
@@ -159,7 +162,7 @@ def run_sweep(
                     storage_path=str(storage),
                     failure_config=tune.FailureConfig(max_failures=study.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    verbose=1,
+                    verbose=verbose,
                 ),
             )
         logger.info("sweep %s: %d grid points, up to %d trials at once%s", study.name,
@@ -287,12 +290,6 @@ def write_report(
         diverged = sum(len(g.diverged) for g in groups)
         tracker.log_metrics({"sweep/diverged_runs": diverged}, step=0)
     return SweepReport(groups, table, figure, table_path)
-
-
-def dataset_uri(data: str) -> str:
-    """``data`` as every process of a cluster can open it: URIs (``s3://``, ``gs://``,
-    ``file://``) as they are, local paths made absolute."""
-    return data if "://" in data else str(Path(data).resolve())
 
 
 def _largest_reward(data: str) -> float:

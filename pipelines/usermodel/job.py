@@ -13,7 +13,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from recrl.models.user_model.baselines import (
     CooccurrenceKNN,
@@ -39,19 +39,19 @@ class UserModelJob:
     """One fit: which display sets, which model settings, where to write, whether to track."""
 
     data: str
-    """Display-set folder (`recrl usermodel build`)."""
+    """Display-set folder (written by ``recrl usermodel build``)."""
     out_dir: str
-    """Folder receiving ``user_model.pt``."""
+    """Output folder: receives ``user_model.pt``."""
     model: UserModelConfig = field(default_factory=UserModelConfig)
     """User-model settings."""
-    train_split: str = "train"
+    train_split: Literal["train", "test"] = "train"
     """Split whose page views are fitted: ``train`` for the model policies learn from,
     ``test`` for the held-out test environment (paper §6.2: fitted on test users only and
     never used for training); test metrics then describe the fit, not generalisation."""
     baselines: bool = True
     """Also fit and report popularity, co-occurrence kNN and the logistic click model."""
     tracking: bool = True
-    """Log to MLflow (through `recrl.pipelines.tracking`)."""
+    """Log the fit to MLflow (through `recrl.pipelines.tracking`)."""
     experiment: str = "recrl-usermodel"
     """MLflow experiment name."""
 
@@ -84,7 +84,25 @@ def baseline_metrics(dataset: DisplaySetDataset, split: str, seed: int = 0) -> d
     return out
 
 
-def run_user_model_job(job: UserModelJob, *, progress: bool = True) -> dict[str, Any]:
+@dataclass(frozen=True)
+class UserModelResult:
+    """What a user-model fit produced."""
+
+    model_path: str
+    """The saved ``user_model.pt`` (`recrl.models.user_model.checkpoint.load_user_model`)."""
+    best_epoch: int
+    """Epoch of the lowest validation loss, the one kept."""
+    test: dict[str, float]
+    """``loss`` (NLL), ``prec1``, ``prec2`` of the kept model on the test split."""
+    test_mle: dict[str, float] | None = None
+    """The same for the maximum-likelihood model before the adversarial phase (l2 only)."""
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Test metrics of the baselines, by name (empty without ``baselines``)."""
+    run_id: str | None = None
+    """The MLflow run (None without tracking)."""
+
+
+def run_user_model_job(job: UserModelJob, *, progress: bool = True) -> UserModelResult:
     """Fit, evaluate on test, save; returns the test metrics and the model path."""
     dataset = load_display_sets(job.data)
     tracker = Tracker(job.experiment) if job.tracking else NullTracker()
@@ -138,6 +156,10 @@ def run_user_model_job(job: UserModelJob, *, progress: bool = True) -> dict[str,
             },
         )
         tracker.log_artifact(path)
-        summary.update({"model_path": str(path), "run_id": tracker.run_id or None})
+        run_id = tracker.run_id or None  # the tracker forgets it when the run ends
     logger.info("user model saved to %s (test prec@1 %.3f)", path, test["prec1"])
-    return summary
+    return UserModelResult(
+        model_path=str(path), best_epoch=fit.best_epoch, test=test,
+        test_mle=summary.get("test_mle"), baselines=summary.get("baselines", {}),
+        run_id=run_id,
+    )  # fmt: skip
