@@ -374,3 +374,32 @@ def test_generic_parquet_with_int_ids_and_ns_or_timestamp_columns(tmp_path):
     assert column(rows, schema.TIMESTAMP) == [t0, t0 + 1, t0 + 2, t0]
     assert column(rows, schema.IS_BUY) == [False, True, False, True]
     assert column(rows, schema.DROP) == [KEPT] * 4
+
+
+# --- The registry ---------------------------------------------------------------------------
+
+
+def test_the_registry_is_the_one_list_of_sources():
+    """`adapters.ADAPTERS` alone names the sources: the config's names are its keys, each
+    adapter is registered under its own name with a help line, every source module of the
+    package is registered (a forgotten registry line fails here), and a name outside it is
+    a one-line error that lists the registered ones."""
+    import importlib
+    import pkgutil
+
+    from recrl.pipelines.prepare import adapters
+    from recrl.pipelines.prepare.config import SOURCES
+
+    assert tuple(ADAPTERS) == SOURCES
+    for name, adapter in ADAPTERS.items():
+        assert adapter.name == name
+        assert adapter.description.strip() and "\n" not in adapter.description, name
+    modules = [m.name for m in pkgutil.iter_modules(adapters.__path__) if m.name != "base"]
+    registered = [importlib.import_module(f"{adapters.__name__}.{m}").ADAPTER for m in modules]
+    assert sorted(a.name for a in registered) == sorted(SOURCES)
+    assert all(ADAPTERS[a.name] is a for a in registered)
+    for name in SOURCES:
+        assert PrepareConfig(source=name, input_path="in", output_path="out").source == name
+    with pytest.raises(ValueError) as refused:
+        PrepareConfig(source="lastfm", input_path="in", output_path="out")
+    assert str(refused.value) == f"source must be one of {', '.join(SOURCES)}; got 'lastfm'"

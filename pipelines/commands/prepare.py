@@ -62,9 +62,24 @@ def register(commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_field_flags(p, PrepareConfig, REQUIRED, required=tuple(REQUIRED))
+    _source_choices(p)
     add_settings_options(p, SETTINGS_KEYS.format(config="PrepareConfig"))
     add_field_flags(p, PrepareConfig, FLAGS)
     p.set_defaults(handler=run)
+
+
+def _source_choices(parser: argparse.ArgumentParser) -> None:
+    """Give ``--source`` the registry's names as its choices. `PrepareConfig.source` is a
+    plain str (the names live only in the registry), so the generated flag has none; with
+    them, a wrong source is argparse's one-line error listing the valid ones, and the
+    usage line shows them."""
+    from recrl.pipelines.prepare.config import SOURCES
+
+    # argparse has no public lookup of an added action; `_actions` is its stable list.
+    for action in parser._actions:
+        if action.dest == "setting_source":
+            action.choices = SOURCES
+            action.metavar = "{" + ",".join(SOURCES) + "}"
 
 
 def sources_help() -> str:
