@@ -7,7 +7,7 @@
 #                      6,000 updates                               tune_configs/ccql_budget.yaml
 #   click_only         sasrec, sasrec_ccql on the RC15 sample without its purchases
 #   co_weight          sasrec_co, sasrec_ccql at λ_co = 1.0, seeds 0 and 1
-#   negatives_budget   n_neg ∈ {1, 10, 50} × snqn, sa2c, sasrec_ccql, seed 0
+#   negatives_budget   n_neg ∈ {50, 1, 10} × sasrec_ccql, snqn, sa2c, seed 0
 #
 #   nohup benchmarks/ccql_study.sh > runs/ccql_study.log 2>&1 &
 #
@@ -38,12 +38,14 @@ if [[ ! -f "$CLICKS/meta.json" ]]; then  # the clicks file alone: a click-only l
   "$RECRL" prepare --source yoochoose --input "$RC15/sample_clicks.csv" --output "$CLICKS"
 fi
 
-trial() {  # [TRIALS=n] trial STUDY VARIANT SEED CONFIG DATASET [--set ...]
-  local study=$1 variant=$2 seed=$3 config=$4 data=$5 want=${TRIALS:-1}
+# [SUFFIX=.x (sweep name)] [MATCH=-k=v (export name)] trial STUDY VARIANT SEED
+#   CONFIG DATASET [--set ...]
+trial() {
+  local study=$1 variant=$2 seed=$3 config=$4 data=$5
   shift 5
-  local name="$study.$variant.s$seed" have
-  have=$(compgen -G "$RESULTS/$study/$variant-s$seed[-.]*" | wc -l || true)
-  if (( have >= want )); then
+  local name="$study.$variant.s$seed${SUFFIX:-}" have
+  have=$(compgen -G "$RESULTS/$study/$variant-s$seed${MATCH:-}[-.]*" | wc -l || true)
+  if (( have > 0 )); then
     echo "=== $name: exported, skipped"
     return
   fi
@@ -77,8 +79,13 @@ for seed in 0 1; do
     trial co_weight $variant $seed tune_configs/co_weight.yaml "$DATA"
   done
 done
-for variant in snqn sa2c sasrec_ccql; do
-  TRIALS=3 trial negatives_budget $variant 0 tune_configs/negatives.yaml "$DATA" \
-    --set 'search={n_neg: {grid: [1, 10, 50]}}'
+# One n_neg per sweep, so each 20-40 minute trial is exported as soon as it ends; the most
+# negatives first (where the paper sees SNQN and SA2C diverge), n_neg = 10 last (the presets'
+# value, measured on the full val set in ccql_budget).
+for n_neg in 50 1 10; do
+  for variant in sasrec_ccql snqn sa2c; do
+    SUFFIX=".n$n_neg" MATCH="-n_neg=$n_neg" trial negatives_budget $variant 0 \
+      tune_configs/negatives.yaml "$DATA" --set "search={n_neg: {grid: [$n_neg]}}"
+  done
 done
 echo "=== all trials done ($(date -u +%H:%M:%S)); summary: $PYTHON benchmarks/ccql_results.py"
