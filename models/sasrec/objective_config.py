@@ -91,12 +91,12 @@ class SASRecObjectiveConfig:
         return self.has_phase2 and updates >= self.warmup_steps
 
 
-CO_WEIGHT = 0.1
-"""λ_co of the contrastive presets (``sasrec_co``, ``sasrec_ccql``). The paper's eq. (4) adds
-L_CO with weight 1; 0.1 is kept only until the comparison of 1.0 against 0.1 (2 seeds, 6,000
-updates: ``tune_configs/co_weight.yaml`` against ``tune_configs/ccql_budget.yaml``, run by
-``benchmarks/ccql_study.sh``) is in: MEASUREMENT PENDING. Ship the
-paper's 1.0 unless that measurement says otherwise, and write its result here."""
+CO_WEIGHT = 1.0
+"""λ_co of the contrastive presets (``sasrec_co``, ``sasrec_ccql``): the paper's eq. (4), which
+adds L_CO with weight 1. Measured against the 0.1 shipped before, on the RC15 sample at 6,000
+updates and 2 seeds (``tune_configs/co_weight.yaml`` against ``tune_configs/ccql_budget.yaml``;
+docs/results.md, "Contrastive weight"), 1.0 is higher on every test metric of both variants
+(purchase HR@20 0.642 against 0.603 for sasrec_ccql, 0.644 against 0.609 for sasrec_co)."""
 
 
 @dataclass(frozen=True)
