@@ -37,6 +37,13 @@ RESULTS = REPO / "docs" / "results" / "ccql"
 VARIANTS = ("sasrec", "sasrec_ac", "snqn", "sa2c", "sasrec_co", "sasrec_ccql")
 KS = (5, 10, 20)
 CURVE_METRIC = "eval/ndcg_20_purchase"
+FORMER_CO_WEIGHT = 0.1
+FORMER_CO_WEIGHT_SWEEPS = {
+    f"ccql_budget.{v}.s{s}" for v in ("sasrec_co", "sasrec_ccql") for s in (0, 1)
+}
+"""The contrastive presets' λ_co was 0.1 until the co_weight study moved it to the paper's 1.0;
+these four exported trials ran at 0.1, and their rows say so (exports keep only searched
+settings, and λ_co was a preset value, not a searched one)."""
 
 
 @dataclass
@@ -137,7 +144,12 @@ def mean_std(values: list[float]) -> str:
 
 
 def label(trial: Trial) -> str:
-    extra = ", ".join(f"{k}={v}" for k, v in sorted(trial.setting.items()))
+    setting = dict(trial.setting)
+    if trial.sweep in FORMER_CO_WEIGHT_SWEEPS:
+        setting["co_weight"] = FORMER_CO_WEIGHT
+    elif trial.study == "co_weight":
+        setting["co_weight"] = 1.0
+    extra = ", ".join(f"{k}={v}" for k, v in sorted(setting.items()))
     return f"{trial.variant}" + (f" ({extra})" if extra else "")
 
 
@@ -234,12 +246,43 @@ def figure(trials: list[Trial], path: Path, metric: str, title: str) -> None:
     plt.close(fig)
 
 
+def negatives_figure(trials: list[Trial], path: Path, metric: str) -> None:
+    """One panel per variant, a line per n_neg, of ``metric`` against updates; a diverged
+    run's line is dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from recrl.pipelines.atomic_output import atomic_write
+
+    variants = [v for v in VARIANTS if any(t.variant == v for t in trials)]
+    fig, axes = plt.subplots(1, len(variants), figsize=(4.2 * len(variants), 3.8), sharey=True,
+                             squeeze=False)  # fmt: skip
+    for ax, variant in zip(axes[0], variants, strict=True):
+        runs = sorted((t for t in trials if t.variant == variant),
+                      key=lambda t: int(t.setting.get("n_neg", 0)))  # fmt: skip
+        for t in runs:
+            style = "--" if t.diverged else "-"
+            name = f"n_neg {t.setting.get('n_neg')}" + (" (diverged)" if t.diverged else "")
+            ax.plot(t.steps, t.val[metric], style, marker="o", markersize=3, label=name)
+        ax.set_title(variant)
+        ax.set_xlabel("updates")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel(f"val {metric.removeprefix('eval/')}")
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--storage", default="runs/sweeps", help="sweeps folder")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow store of the trials (default: recrl's)")  # fmt: skip
     parser.add_argument("--figure", default=None, help="write the six-curve figure here")
+    parser.add_argument("--negatives-figure", default=None,
+                        help="write the negatives figure (a panel per variant) here")  # fmt: skip
     parser.add_argument("--results", default=str(RESULTS),
                         help="folder of exported trials (default: docs/results/ccql)")  # fmt: skip
     parser.add_argument("--export", action="store_true",
@@ -263,11 +306,10 @@ def main(argv: list[str] | None = None) -> None:
     for trial in trials:
         sweeps[trial.study].append(trial)
     comparison = sweeps.get("ccql_budget", [])
+    comparison = comparison + sweeps.get("co_weight", [])  # λ_co 1.0 beside the former 0.1
     sections = [
         ("Six variants, RC15 sample (purchase)", comparison, "purchase", CURVE_METRIC),
         ("Six variants, RC15 sample (click)", comparison, "click", "eval/ndcg_20_click"),
-        ("Contrastive weight 1.0 (compare with the 0.1 rows above)", sweeps.get("co_weight", []),
-         "purchase", CURVE_METRIC),
         ("Click-only RC15 sample", sweeps.get("click_only", []), "click", "eval/ndcg_20_click"),
         ("Negative actions", sweeps.get("negatives_budget", []), "purchase", CURVE_METRIC),
     ]  # fmt: skip
@@ -281,8 +323,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"Validation curve ({metric}):\n\n{val_table(trials, metric)}\n")
     if args.figure and comparison:
         figure(comparison, Path(args.figure), CURVE_METRIC,
-               "RC15 sample: val purchase NDCG@20 of the six variants")  # fmt: skip
+               "RC15 sample: val purchase NDCG@20, six variants (λ_co 0.1 and 1.0)")  # fmt: skip
         print(f"figure: {args.figure}")
+    negatives = sweeps.get("negatives_budget", [])
+    if args.negatives_figure and negatives:
+        negatives_figure(negatives, Path(args.negatives_figure), CURVE_METRIC)
+        print(f"figure: {args.negatives_figure}")
 
 
 if __name__ == "__main__":
