@@ -104,10 +104,11 @@ def test_loss_diagnostics_and_gradients_equal_the_full_product_update(case):
     variant, overrides, step = CASES[case]
     new = one_update(variant, overrides, step, full_products=False)
     ref = one_update(variant, overrides, step, full_products=True)
-    uses_q = objective_for(variant, **overrides).uses_q
+    objective = objective_for(variant, **overrides)
     # the reference scores every item; the new path only where CQL's action set is all items
-    assert ref["q_full"] == uses_q
-    assert new["q_full"] == (uses_q and overrides.get("cql_actions") == "all")
+    assert ref["q_full"] == objective.uses_q
+    needs_all = objective.uses_q and objective.cql_alpha > 0 and objective.cql_actions == "all"
+    assert new["q_full"] == needs_all
     torch.testing.assert_close(new["loss"], ref["loss"], rtol=1e-5, atol=1e-6)
     assert set(new["metrics"]) == set(ref["metrics"])
     for name, value in ref["metrics"].items():
