@@ -88,7 +88,7 @@ def _add_stats(commands) -> None:
 
 def _add_demo(commands) -> None:
     from recrl.envs.session_generator import SessionGeneratorConfig
-    from recrl.pipelines.commands.flags import add_field_flags
+    from recrl.pipelines.commands.flags import add_field_flags, add_settings_options
 
     p = commands.add_parser(
         "demo",
@@ -106,6 +106,7 @@ def _add_demo(commands) -> None:
         help="folder for the generated and prepared data (default: %(default)s)",
     )
     add_field_flags(p, SessionGeneratorConfig, {"sessions": "n_sessions"})
+    add_settings_options(p, "the generated dataset's: `recrl generate --help` lists them")
     # the demo's own: one seed for all three jobs, and a budget far below TrainConfig's
     p.add_argument(
         "--seed",
@@ -144,7 +145,7 @@ def _run_demo(args) -> int:
 
     generated = args.workdir / "generated"
     prepared = args.workdir / "prepared"
-    config = build(SessionGeneratorConfig, seed=args.seed, **collect_settings(args))
+    config = build(SessionGeneratorConfig, **{"seed": args.seed, **collect_settings(args)})
     if args.steps < 0:
         raise SettingError(f"--steps must be >= 0 (0 stops after preparing), got {args.steps}")
     check_output_dir(args.workdir, "--workdir")

@@ -197,6 +197,16 @@ def test_demo_negative_steps(capsys, tmp_path):
                       "--steps")  # fmt: skip
 
 
+def test_demo_settings_are_the_generators(capsys, tmp_path):
+    """``--set``/``--config`` reach the demo's dataset settings, checked like ``generate``'s."""
+    line = assert_user_error(
+        run_recrl(capsys, "demo", "--workdir", tmp_path, "--set", "n_sessions=0"), "n_sessions"
+    )
+    assert "unrecognized" not in line
+    assert_user_error(run_recrl(capsys, "demo", "--workdir", tmp_path, "--set", "colour=red"),
+                      "colour", "n_sessions")  # fmt: skip
+
+
 def test_demo_workdir_under_a_file(capsys, world):
     outcome = _intact(world, lambda: run_recrl(capsys, "demo", "--workdir", world["file"]))
     assert_user_error(outcome, "--workdir", str(world["file"]))
