@@ -13,9 +13,11 @@ the trials start and hands it to them (`recrl.pipelines.tune.shared_split`).
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
+from contextlib import nullcontext, redirect_stdout
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -33,10 +35,11 @@ from recrl.pipelines.tune.report import (
     summarize,
     write_csv,
     write_figure,
+    write_stability_figure,
 )
 from recrl.pipelines.tune.slate_trial import run_slate_trial
 from recrl.pipelines.tune.study import StudyConfig, StudyError, study_from_dict
-from recrl.pipelines.tune.trainable import SweepContext, run_trial, trial_name
+from recrl.pipelines.tune.trainable import SweepContext, run_trial, trial_dirname, trial_name
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,9 @@ class SweepReport:
     table: str
     figure: Path
     csv: Path
+    stability: Path | None = None
+    """The sweep's stability figure (`write_stability_figure`); None for bandit and slate
+    sweeps, whose trials log no loss or Q history."""
 
 
 def run_sweep(
@@ -153,8 +159,8 @@ def run_sweep(
                     scheduler=_scheduler(study),
                     max_concurrent_trials=concurrency,
                     trial_name_creator=lambda trial: trial_name(trial.config, study),
-                    trial_dirname_creator=lambda trial: (
-                        f"{trial_name(trial.config, study)}-{trial.trial_id}"
+                    trial_dirname_creator=lambda trial: trial_dirname(
+                        trial.config, study, trial.trial_id
                     ),
                 ),
                 run_config=tune.RunConfig(
@@ -168,7 +174,11 @@ def run_sweep(
         logger.info("sweep %s: %d grid points, up to %d trials at once%s", study.name,
                     study.n_grid_points() * study.num_samples, concurrency,
                     ", train split shared" if shared is not None else "")  # fmt: skip
-        grid = tuner.fit()
+        # Tune prints its experiment header at every verbosity, in box characters that
+        # depend on the console's encoding; verbose=0 means no console output at all.
+        quiet = redirect_stdout(io.StringIO()) if verbose == 0 else nullcontext()
+        with quiet:
+            grid = tuner.fit()
         errors = [r for r in grid if r.error is not None]
         report = write_report(sweep_dir, study, tracker)
         tracker.log_metrics({"sweep/trials": len(grid), "sweep/errored_trials": len(errors)}, 0)
@@ -283,13 +293,17 @@ def write_report(
                           x_label=study.kind.step_key)  # fmt: skip
     table_path = write_csv(groups, Path(sweep_dir) / "report.csv", study.mode)
     table = format_table(groups, study.metric, study.mode)
+    stability = write_stability_figure(groups, Path(sweep_dir) / "stability.png",
+                                       title=f"{study.name}: mean ± std over seeds")  # fmt: skip
     if tracker is not None:
         tracker.log_artifact(str(figure), artifact_path="report")
+        if stability is not None:
+            tracker.log_artifact(str(stability.path), artifact_path="report")
         tracker.log_artifact(str(table_path), artifact_path="report")
         tracker.log_text(table, "report/report.txt")
         diverged = sum(len(g.diverged) for g in groups)
         tracker.log_metrics({"sweep/diverged_runs": diverged}, step=0)
-    return SweepReport(groups, table, figure, table_path)
+    return SweepReport(groups, table, figure, table_path, stability and stability.path)
 
 
 def _largest_reward(data: str) -> float:
