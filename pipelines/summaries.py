@@ -32,7 +32,8 @@ def format_train_result(config, result) -> str:
         )
     lines.append(f"checkpoint: {result.checkpoint}; figure: {result.run_dir / 'stability.png'}")
     if config.tracking:
-        lines.append(f"MLflow run {result.run_id}: open the dashboard with `{dashboard_command()}`")
+        command = dashboard_command(experiment_id=result.experiment_id)
+        lines.append(f"MLflow run {result.run_id}: open the dashboard with `{command}`")
     return "\n".join(lines)
 
 

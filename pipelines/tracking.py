@@ -2,7 +2,9 @@
 
 The store is ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///mlruns.db`` in the working
 directory (MLflow 3 refuses the plain file store). ``dashboard_command`` prints how to open
-the UI on it.
+the UI on it. The experiment of a started run is created, or tagged on its next run, as a
+model-training experiment (`recrl.pipelines.tracking_names.get_or_create_experiment`; the
+upload of a spool does the same), and ``dashboard_command`` links to its training view.
 
 Failure policy (deliberate). A write is tried a few times with backoff (`RetryPolicy`:
 about a second in all when the server refuses connections, a few seconds at most when it
@@ -47,6 +49,7 @@ from recrl.pipelines.tracking_names import (
     clean_tags,
     default_artifact_location,
     flatten_params,
+    get_or_create_experiment,
     git_commit,
     sanitize_name,
     tracking_uri,
@@ -107,6 +110,12 @@ class Tracker:
         self._outage_warned = False
 
     @property
+    def experiment_id(self) -> str | None:
+        """Id of the experiment, once a run was started in it (None before, or while the
+        store was down at the start)."""
+        return self._experiment_id
+
+    @property
     def down(self) -> bool:
         """True while writes go to the spool (or are dropped) instead of the store."""
         return self._down
@@ -138,7 +147,9 @@ class Tracker:
         def create() -> None:
             self._ensure_client()
             if self._experiment_id is None:
-                self._experiment_id = self._get_or_create_experiment()
+                self._experiment_id = get_or_create_experiment(
+                    self._client, self.experiment, self.artifact_location
+                )
             run = self._client.create_run(self._experiment_id, tags=tags, run_name=run_name)
             created.append(run.info.run_id)
 
@@ -205,20 +216,6 @@ class Tracker:
 
             self._client = MlflowClient(tracking_uri=self.uri)
         return self._client
-
-    def _get_or_create_experiment(self) -> str:
-        from mlflow.exceptions import MlflowException
-
-        found = self._client.get_experiment_by_name(self.experiment)
-        if found is not None:
-            return found.experiment_id
-        try:
-            return self._client.create_experiment(self.experiment, self.artifact_location)
-        except MlflowException:  # created meanwhile by a parallel trial
-            found = self._client.get_experiment_by_name(self.experiment)
-            if found is None:
-                raise
-            return found.experiment_id
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int) -> dict[str, float]:
         """Log ``metrics`` at ``step`` in one ``log_batch`` call; names are sanitised and

@@ -15,6 +15,21 @@ DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
 DEFAULT_EXPERIMENT = "recrl"
 GIT_COMMIT_TAG = "git.commit"
 PARENT_RUN_TAG = "mlflow.parentRunId"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+"""Experiment tag naming an experiment's kind (MLflow 3.x). MLflow's UI picks an experiment's
+view from it where its GenAI / Model training switch is off; 3.17's switch is on, and there
+the view comes from `TRAINING_VIEW_QUERY`."""
+EXPERIMENT_KIND = "custom_model_development"
+"""Our experiments' kind, model training: the runs table and charts, not the GenAI traces
+overview."""
+_USER_CHOSEN_KINDS = ("genai_development", EXPERIMENT_KIND)
+"""Kinds a person set (the UI's switch); the ``…_inferred`` guesses are replaced."""
+TRAINING_VIEW_QUERY = "workflowType=machine_learning"
+"""URL query that opens MLflow's UI in its training view. The UI of MLflow 3.17 picks the
+view from this query, else from the browser's last choice (GenAI on a first visit), and no
+longer from `EXPERIMENT_KIND_TAG`; links recrl prints carry it."""
+LOCAL_UI_URL = "http://127.0.0.1:5000"
+"""Where ``mlflow ui`` serves the UI by default."""
 # MLflow limits (mlflow.utils.validation): key length, value lengths, entities per batch.
 MAX_KEY_LENGTH = 250
 MAX_PARAM_VALUE_LENGTH = 6000
@@ -40,12 +55,33 @@ def absolute_tracking_uri(uri: str | None = None) -> str:
     return uri
 
 
-def dashboard_command(uri: str | None = None) -> str:
-    """The shell command that opens the MLflow UI on the runs of ``uri``."""
+def dashboard_command(uri: str | None = None, experiment_id: str | None = None) -> str:
+    """The shell command that opens the MLflow UI on the runs of ``uri``; with
+    ``experiment_id``, on that experiment's training view (`dashboard_url`)."""
     uri = tracking_uri(uri)
-    if uri.startswith(("http://", "https://")):
-        return f"python -m webbrowser {shlex.quote(uri)}"  # a server already serves the UI
-    return f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
+    if uri.startswith(("http://", "https://")):  # a server already serves the UI
+        url = dashboard_url(uri, experiment_id) if experiment_id else uri
+        return f"python -m webbrowser {shlex.quote(url)}"
+    command = f"mlflow ui --backend-store-uri {shlex.quote(uri)}"
+    if experiment_id:
+        command += f"  # then open {dashboard_url(LOCAL_UI_URL, experiment_id)}"
+    return command
+
+
+def dashboard_url(server: str, experiment_id: str) -> str:
+    """The page of experiment ``experiment_id`` in the MLflow UI at ``server``, in the
+    training view (`TRAINING_VIEW_QUERY`): the runs table and their charts."""
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}?{TRAINING_VIEW_QUERY}"
+
+
+def describe_run(lead: str | None, settings: Mapping[str, Any]) -> str:
+    """A run name that says what sets the run apart: ``snqn n_neg=10 seed=0`` from
+    ``("snqn", {"n_neg": 10, "seed": 0})``; floats to 3 significant digits."""
+    parts = [str(lead)] if lead else []
+    for key, value in settings.items():
+        shown = f"{value:.3g}" if isinstance(value, float) else str(value)
+        parts.append(f"{key}={shown}")
+    return " ".join(parts)
 
 
 def git_commit(path: str | os.PathLike | None = None) -> str | None:
@@ -90,6 +126,26 @@ def default_artifact_location(uri: str) -> str | None:
     if uri.startswith("sqlite:///") and uri != "sqlite:///:memory:":
         return str(Path(uri[len("sqlite:///") :]).resolve().parent / "mlartifacts")
     return None
+
+
+def get_or_create_experiment(client: Any, name: str, artifact_location: str | None) -> str:
+    """The id of experiment ``name`` (``client``: an ``MlflowClient``), created if absent, and
+    marked `EXPERIMENT_KIND` unless it already carries a kind that a person chose."""
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        try:
+            return client.create_experiment(
+                name, artifact_location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+            )
+        except MlflowException:  # created meanwhile by a parallel trial
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    if found.tags.get(EXPERIMENT_KIND_TAG) not in _USER_CHOSEN_KINDS:
+        client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return found.experiment_id
 
 
 def chunks(items: list, size: int) -> Iterator[list]:

@@ -38,7 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recrl.pipelines.tracking_names import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
+from recrl.pipelines.tracking_names import (
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAMS_TAGS_PER_BATCH,
+    get_or_create_experiment,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -450,17 +454,9 @@ class _Uploader:
         return real
 
     def _find_or_create(self, record: dict) -> str:
-        from mlflow.exceptions import MlflowException
-
-        name = record["experiment"]
-        experiment = self.client.get_experiment_by_name(name)
-        if experiment is None:
-            try:
-                experiment_id = self.client.create_experiment(name, record.get("artifact_location"))
-            except MlflowException:  # created meanwhile
-                experiment_id = self.client.get_experiment_by_name(name).experiment_id
-        else:
-            experiment_id = experiment.experiment_id
+        experiment_id = get_or_create_experiment(
+            self.client, record["experiment"], record.get("artifact_location")
+        )
         found = self.client.search_runs(
             [experiment_id], f"tags.`{SPOOL_RUN_TAG}` = '{record['run']}'", max_results=1
         )

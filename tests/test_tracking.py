@@ -113,6 +113,26 @@ def test_nested_run_has_the_parent_tag(tracker, store):
     assert client.get_run(child_id).info.status == "FINISHED"
 
 
+def test_experiments_open_on_the_training_view(store):
+    """MLflow's UI picks an experiment's view from its ``mlflow.experimentKind`` tag."""
+    uri, artifacts, client = store
+    with Tracker("kind-new", uri, artifact_location=artifacts) as tracker:
+        tracker.start("first")
+    kind = "mlflow.experimentKind"
+    assert client.get_experiment_by_name("kind-new").tags[kind] == "custom_model_development"
+    # an experiment made elsewhere gets the tag on its next run, a guessed kind is replaced
+    for name, before, after in (
+        ("kind-untagged", None, "custom_model_development"),
+        ("kind-inferred", "genai_development_inferred", "custom_model_development"),
+        ("kind-chosen", "genai_development", "genai_development"),  # a person's choice stays
+    ):
+        tags = {kind: before} if before else {}
+        experiment_id = client.create_experiment(name, artifacts, tags=tags)
+        with Tracker(name, uri, artifact_location=artifacts) as tracker:
+            tracker.start("next")
+        assert client.get_experiment(experiment_id).tags.get(kind) == after, name
+
+
 def test_context_manager_marks_a_crash_failed(store):
     uri, artifacts, client = store
     with pytest.raises(ValueError), Tracker("test", uri, artifact_location=artifacts) as tracker:
@@ -169,3 +189,12 @@ def test_null_tracker_and_helpers(tmp_path):
     assert tracker.run_id is None and tracker.failures == 0
     assert git_commit(tmp_path) is None
     assert dashboard_command("http://host:5000") == "python -m webbrowser http://host:5000"
+    # with an experiment: its page in MLflow's training view (runs table), not GenAI's
+    training_view = "/#/experiments/7?workflowType=machine_learning"
+    assert dashboard_command("http://host:5000/", "7") == (
+        f"python -m webbrowser 'http://host:5000{training_view}'"
+    )
+    assert dashboard_command("sqlite:///m.db", "7") == (
+        f"mlflow ui --backend-store-uri sqlite:///m.db  # then open http://127.0.0.1:5000"
+        f"{training_view}"
+    )

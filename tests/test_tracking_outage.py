@@ -166,8 +166,10 @@ def test_sync_creates_the_run_once_and_uploads_each_record_once(tmp_path, store,
     again = sync_spool(spool, client)
     assert again.created == {placeholder: run_id} and again.uploaded["metric"] == N_STEPS
     check()
-    experiment = client.get_experiment_by_name("outage-sync").experiment_id
-    assert len(client.search_runs([experiment])) == 1
+    experiment = client.get_experiment_by_name("outage-sync")
+    assert len(client.search_runs([experiment.experiment_id])) == 1
+    # the experiment the sync created opens on MLflow's training view, as a Tracker's does
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_outage_mid_run_is_flushed_once_when_the_store_is_back(tmp_path, store, caplog):

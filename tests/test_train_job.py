@@ -68,3 +68,27 @@ def test_training_job_logs_a_complete_mlflow_run(ray_session, tmp_path, monkeypa
 
     printed = format_train_result(config, result)
     assert "hr_20_purchase" in printed and "popularity" in printed and "mlflow ui" in printed
+    # the printed link opens the experiment on MLflow's training view (runs table)
+    experiment_id = client.get_run(result.run_id).info.experiment_id
+    assert result.experiment_id == experiment_id
+    assert f"/#/experiments/{experiment_id}?workflowType=machine_learning" in printed
+
+
+def test_overwrite_removes_what_a_job_wrote_and_nothing_else(tmp_path):
+    from recrl.pipelines.sasrec.job import PROGRESS_FILE, _claim_run_dir
+
+    run = tmp_path / "run"
+    for folder in ("checkpoint", "checkpoint.old", "model", "model.tmp", "notes"):
+        (run / folder).mkdir(parents=True)
+    (run / "checkpoint" / PROGRESS_FILE).write_text('{"updates": 40}')
+    (run / "stability.png").write_bytes(b"png")
+    _claim_run_dir(run, overwrite=True)
+    assert sorted(path.name for path in run.iterdir()) == ["notes"]
+
+
+def test_default_run_name_says_what_differs_from_the_preset_and_not_where_it_logs():
+    from recrl.pipelines.sasrec.job import default_run_name
+
+    config = TrainConfig.for_variant("snqn", "data/rc15", n_neg=50, seed=1,
+                                     register_model="rc15-snqn", eval_max_rows=100)  # fmt: skip
+    assert default_run_name(config) == "snqn n_neg=50 seed=1"

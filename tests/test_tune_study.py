@@ -9,9 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from recrl.pipelines.tune.report import RunCurve, format_table, judge, summarize
+from recrl.pipelines.tune.report import (
+    RunCurve,
+    format_table,
+    judge,
+    summarize,
+    write_stability_figure,
+)
 from recrl.pipelines.tune.study import ReportConfig, StudyError, load_study, study_from_dict
 from recrl.pipelines.tune.sweep import max_concurrent_trials, with_reader_cpus
+from recrl.pipelines.tune.trainable import trial_dirname, trial_name
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = {"name": "s", "data": "d", "variants": ["snqn"], "search": {"n_neg": {"grid": [1, 5]}}}
@@ -185,3 +192,34 @@ def test_a_study_survives_its_round_trip_through_sweep_json():
     study = load_study(REPO / "tune_configs" / "cql_alpha_temperature.yaml")
     again = study_from_dict(study.to_dict(), source="sweep.json")
     assert replace(again, source=study.source) == study
+
+
+def test_trials_are_named_by_their_settings():
+    study = study_from_dict({**BASE, "search": {"n_neg": {"grid": [10]}, "lr": {"grid": [0.005]}}})
+    config = {"variant": "snqn", "seed": 0, "n_neg": 10, "lr": 0.00123456}
+    assert trial_name(config, study) == "snqn n_neg=10 lr=0.00123 seed=0"  # MLflow run name
+    assert trial_dirname(config, study, "ab12") == "snqn-n_neg=10-lr=0.00123-seed=0-ab12"
+
+
+def test_the_sweep_stability_figure_draws_every_logged_point_per_setting(tmp_path):
+    def with_history(run: RunCurve, offset: float) -> RunCurve:
+        run.history = {"loss/ce": [(s, 3.0 - s / 1000 + offset) for s in range(10, 310, 10)],
+                       "eval/ndcg_20_purchase": [(100, 0.1), (200, 0.2), (300, 0.3)]}  # fmt: skip
+        run.phase_step = 150
+        return run
+
+    runs = [
+        with_history(curve("a-s0", [0.1, 0.2, 0.3], seed=0), 0.0),
+        with_history(curve("a-s1", [0.1, 0.2, 0.3], seed=1), 0.1),
+        with_history(curve("b-s0", [0.1, 0.3, 0.05], setting={"n_neg": 50}), 0.0),  # diverged
+    ]
+    groups = summarize(runs, ReportConfig())
+    plot = write_stability_figure(groups, tmp_path / "stability.png", title="negatives")
+    assert plot.path == tmp_path / "stability.png" and plot.path.stat().st_size > 10_000
+    assert plot.panels == ("eval/ndcg_20_purchase", "loss/ce")
+    # one mean curve per setting over every logged step: 30 loss points, 3 evaluations
+    assert plot.points == {"eval/ndcg_20_purchase": 2 * 3, "loss/ce": 2 * 30}
+    assert plot.markers == ("phase 2 at 150", "diverged: snqn n_neg=50 seed=0")
+    assert write_stability_figure(summarize([curve("x", [0.1])], ReportConfig()),
+                                  tmp_path / "none.png") is None  # fmt: skip
+    assert not (tmp_path / "none.png").exists()

@@ -56,9 +56,17 @@ def test_two_trial_sweep_logs_parent_and_children_and_writes_the_report(
     parent = client.get_run(parent_id)
     assert parent.info.status == "FINISHED" and parent.data.tags["recrl.kind"] == "sweep"
     artifacts = {a.path for a in client.list_artifacts(parent_id, "report")}
-    assert {"report/report.png", "report/report.csv", "report/report.txt"} <= artifacts
+    assert {"report/report.png", "report/report.csv", "report/report.txt",
+            "report/stability.png"} <= artifacts  # fmt: skip
+    assert report.stability == sweep_dir / "stability.png"
+    experiment = client.get_experiment_by_name("test-sweep")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     children = sweep_child_runs(client, sweep_dir, "test-sweep")
     assert sorted(run.data.params["objective.n_neg"] for run in children) == ["2", "4"]
+    # the compare view lists the trials by their settings
+    assert sorted(run.info.run_name for run in children) == [
+        "snqn n_neg=2 seed=0", "snqn n_neg=4 seed=0"
+    ]  # fmt: skip
     for child in children:
         assert child.info.status == "FINISHED"
         history = client.get_metric_history(child.info.run_id, "eval/ndcg_20_purchase")

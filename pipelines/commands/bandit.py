@@ -187,7 +187,7 @@ def run(args) -> int:
     )
     print(f"per-round series: {series}")
     if config.tracking:
-        print(f"MLflow: {dashboard_command()}")
+        print(f"MLflow: {dashboard_command(experiment_id=tracker.experiment_id)}")
     return 0
 
 

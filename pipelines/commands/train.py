@@ -68,6 +68,7 @@ def register(commands) -> None:
             "num_gpus_per_learner": "num_gpus_per_learner",
             "num_cpus_per_learner": "num_cpus_per_learner",
             "precision": "precision",
+            "register": "register_model",
         },
     )
     # the flag's earlier name, still accepted
@@ -160,8 +161,9 @@ def resumed_config(args):
         return dataclasses.replace(saved, **changes), run_id
 
 
-RESUME_MAY_CHANGE = ("total_steps", "tracking")
-"""Settings a resumed run may change: train longer, or stop logging to MLflow."""
+RESUME_MAY_CHANGE = ("total_steps", "tracking", "register_model")
+"""Settings a resumed run may change: train longer, stop logging to MLflow, or register
+the model it ends with."""
 
 
 def _settings(args) -> dict:

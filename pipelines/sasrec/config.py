@@ -77,6 +77,10 @@ class TrainConfig:
     """MLflow experiment name."""
     tracking: bool = True
     """Log to MLflow (``MLFLOW_TRACKING_URI`` or sqlite:///mlruns.db)."""
+    register_model: str | None = None
+    """Register the trained model (logged to the run as ``model/``, an ``mlflow.pyfunc``
+    model) in MLflow's model registry under this name, a new version per job; None: log it
+    only. Needs tracking."""
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -104,6 +108,8 @@ class TrainConfig:
             )
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.register_model is not None and not self.register_model.strip():
+            raise ValueError("register_model must be a model name, or None to not register")
         if self.rank_with == "q" and not self.objective.uses_q:
             raise ValueError(f"rank_with='q' needs a Q head; variant {self.variant} has none")
 

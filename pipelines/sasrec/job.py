@@ -50,14 +50,24 @@ from recrl.pipelines.evaluation import (
     load_eval_split,
 )
 from recrl.pipelines.sasrec.config import TrainConfig
-from recrl.pipelines.stability_plot import plot_stability
+from recrl.pipelines.stability_plot import StepMarker, plot_stability
 from recrl.pipelines.tracking import NullTracker, Tracker, git_commit
+from recrl.pipelines.tracking_names import describe_run
 from recrl.pipelines.tracking_spool import SPOOL_FILE
 
 logger = logging.getLogger(__name__)
 
 STABILITY_METRICS = ("hr_20_purchase", "ndcg_20_purchase", "hr_20_click", "ndcg_20_click")
-Q_METRICS = ("q/mean", "q/max", "q/td_error", "q/cql_gap", "loss/ce", "loss/total")
+"""Validation metrics drawn in the stability figure, at their evaluation steps."""
+PLOTTED_PREFIXES = ("loss/", "q/")
+"""Learner metrics drawn in the stability figure: every point logged to MLflow."""
+UNNAMED_SETTINGS = frozenset(
+    {"data", "checkpoint_dir", "experiment", "tracking", "eval_max_rows", "eval_batch_size",
+     "num_learners", "num_gpus_per_learner", "num_cpus_per_learner",
+     "custom_resources_per_learner", "register_model"}
+)  # fmt: skip
+"""`TrainConfig` fields a run's default name leaves out: where it runs and logs, not what
+it trains."""
 
 
 PROGRESS_FILE = "progress.json"
@@ -109,6 +119,8 @@ class TrainResult:
     test_metrics: dict[str, float] = field(default_factory=dict)
     popularity_test_metrics: dict[str, float] = field(default_factory=dict)
     run_id: str | None = None
+    experiment_id: str | None = None
+    """The MLflow experiment of ``run_id`` (None: not tracked, or the store was down)."""
     seconds_training: float = 0.0
     seconds_evaluating: float = 0.0
     learners: list[dict[str, Any]] = field(default_factory=list)
@@ -136,7 +148,7 @@ def train(
 ) -> TrainResult:
     """Train ``config.variant`` on ``config.data``; see the module docstring.
 
-    ``run_name`` names the MLflow run (default ``<variant>-<time>``) and ``parent_run_id``
+    ``run_name`` names the MLflow run (default `default_run_name`) and ``parent_run_id``
     nests it under a sweep's run. ``resume_from`` is a checkpoint folder written by an
     earlier job with the same config: training continues from its update count, in its
     MLflow run. ``on_eval`` is called after each validation evaluation and its checkpoint.
@@ -188,7 +200,7 @@ def train(
         result.run_id = run_id
     else:
         result.run_id = (
-            tracker.start(run_name or f"{config.variant}-{stamp}", params=params, tags=tags,
+            tracker.start(run_name or default_run_name(config), params=params, tags=tags,
                           parent_run_id=parent_run_id) or None
         )  # fmt: skip
     saved = {"config": dataclasses.asdict(config), "run_id": result.run_id}
@@ -197,6 +209,7 @@ def train(
         if progress is None and run_id is None:
             tracker.log_artifact(str(Path(config.data) / "meta.json"))
         algo = build_algorithm(config, meta, configure=configure_algorithm)
+        diverged: TrainingDiverged | None = None
         try:
             if progress is not None:
                 _restore(algo, Path(resume_from), progress, result, history)
@@ -221,13 +234,21 @@ def train(
             _save(algo, checkpoint, result, history)
             result.checkpoint = checkpoint
             tracker.log_artifact(str(checkpoint), artifact_path="checkpoint")
+            if config.tracking:  # the servable model: RUN_DIR/model, logged, maybe registered
+                from recrl.pipelines.sasrec.serving import log_recommender
+
+                log_recommender(tracker, network, config, run_dir)
+        except TrainingDiverged as error:
+            diverged = error
+            raise
         finally:
-            figure = _plot(history, run_dir, config)
+            figure = _plot(history, run_dir, config, diverged)
             if figure is not None:
                 tracker.log_artifact(str(figure))
             algo.stop()
         tracker.log_metrics({"time/eval_share": result.eval_share}, step=result.updates)
     result.run_id = tracker.resolve(result.run_id)  # a placeholder uploaded meanwhile
+    result.experiment_id = tracker.experiment_id
     return result
 
 
@@ -264,9 +285,9 @@ class _Loop:
                 result.updates = updates
                 _check_finite(metrics, updates, result.checkpoint)
                 self.tracker.log_metrics(metrics, step=updates)
-                for name in Q_METRICS:
-                    if name in metrics:
-                        self.history[name].append((updates, metrics[name]))
+                for name, value in metrics.items():
+                    if name.startswith(PLOTTED_PREFIXES):
+                        self.history[name].append((updates, value))
                 progress.set_postfix(loss=f"{metrics.get('loss/total', float('nan')):.3f}")
                 if updates >= next_eval or updates >= config.total_steps:
                     next_eval += config.eval_interval
@@ -338,7 +359,10 @@ def _claim_run_dir(run_dir: Path, overwrite: bool) -> None:
             f"--run-dir {run_dir} holds the checkpoint of an earlier job (update {updates}); "
             f"continue it with `recrl train --resume {run_dir}` or replace it with --overwrite"
         )
-    for name in (CHECKPOINT_DIR, f"{CHECKPOINT_DIR}.tmp", f"{CHECKPOINT_DIR}.old"):
+    from recrl.pipelines.sasrec.serving import MODEL_DIR  # imports mlflow.pyfunc
+
+    for name in (CHECKPOINT_DIR, f"{CHECKPOINT_DIR}.tmp", f"{CHECKPOINT_DIR}.old",
+                 MODEL_DIR, f"{MODEL_DIR}.tmp"):  # fmt: skip
         shutil.rmtree(run_dir / name, ignore_errors=True)
     for name in (CONFIG_FILE, "stability.png", SPOOL_FILE, f"{SPOOL_FILE}.synced"):
         (run_dir / name).unlink(missing_ok=True)
@@ -420,12 +444,36 @@ def _restore(algo, folder: Path, progress: dict, result: TrainResult, history: d
     logger.info("resumed from %s at update %d", folder, result.updates)
 
 
-def _plot(history, run_dir: Path, config: TrainConfig) -> Path | None:
+def _plot(
+    history, run_dir: Path, config: TrainConfig, diverged: TrainingDiverged | None
+) -> Path | None:
+    """The run's stability figure (``stability.png``), with the update where the objective
+    switches to its phase 2 and the one where training diverged marked."""
     if not any(history.values()):
         return None
+    objective, markers = config.objective, []
+    if objective.has_phase2 and objective.warmup_steps < config.total_steps:
+        markers.append(StepMarker(objective.warmup_steps, f"phase 2 ({objective.phase2})"))
+    if diverged is not None:
+        markers.append(StepMarker(diverged.updates, f"diverged at update {diverged.updates}",
+                                  diverged=True))  # fmt: skip
     path = run_dir / "stability.png"  # written atomically by `plot_stability`
-    plot_stability(dict(history), path, title=f"{config.variant} on {Path(config.data).name}")
+    plot_stability(dict(history), path, title=f"{default_run_name(config)} on "
+                   f"{Path(config.data).name}", markers=markers)  # fmt: skip
     return path
+
+
+def default_run_name(config: TrainConfig) -> str:
+    """``snqn n_neg=10 seed=0``: the variant, each setting that differs from its preset
+    (`TrainConfig.for_variant`; `UNNAMED_SETTINGS` left out) and the seed."""
+    preset = TrainConfig.for_variant(config.variant, config.data).to_dict()
+    changed = {
+        key.rsplit(".", 1)[-1]: value
+        for key, value in config.to_dict().items()
+        if key.split(".", 1)[0] not in UNNAMED_SETTINGS | {"variant", "seed"}
+        and value != preset.get(key)
+    }
+    return describe_run(config.variant, {**changed, "seed": config.seed})
 
 
 def _prefixed(prefix: str, metrics: dict[str, Any]) -> dict[str, float]:

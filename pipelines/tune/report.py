@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from recrl.pipelines.atomic_output import atomic_write
+from recrl.pipelines.stability_plot import StabilityPlot, StepMarker, plot_sweep_stability
 from recrl.pipelines.tune.study import ReportConfig, StudyConfig
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,11 @@ class RunCurve:
     """Why the run counts as diverged (None: stable); set by `judge`."""
     final_step: int | None = None
     """The step of the run's last evaluation when it finishes (None: unknown)."""
+    phase_step: int | None = None
+    """Update at which the run's objective switches to its phase 2 (None: it never does)."""
+    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    """The run's stability history (every logged loss and Q statistic, eval metrics), from
+    its training job's last checkpoint; empty when the trial left none (bandit, slate)."""
 
     @property
     def finished(self) -> bool:
@@ -184,11 +190,38 @@ def read_sweep(sweep_dir: str | Path, study: StudyConfig, r_max: float = 1.0) ->
                 if gamma is None
                 else config.q_blowup * r_max / max(1e-9, 1.0 - gamma),
                 final_step=study.kind.final_step(trial_config),
+                phase_step=_phase_step(trial_config),
+                history=_trial_history(trial),
             )
         )
     if not runs:
         raise FileNotFoundError(f"{sweep_dir}: no trial folders (*/params.json); is it a sweep?")
     return runs
+
+
+def _phase_step(trial_config: Any) -> int | None:
+    objective = getattr(trial_config, "objective", None)
+    total = getattr(trial_config, "total_steps", None)
+    if objective is None or not objective.has_phase2 or objective.warmup_steps >= total:
+        return None
+    return int(objective.warmup_steps)
+
+
+def _trial_history(trial: Path) -> dict[str, list[tuple[int, float]]]:
+    """The stability history a SASRec trial's job saved with its last checkpoint."""
+    from recrl.pipelines.sasrec.job import PROGRESS_FILE, latest_checkpoint
+    from recrl.pipelines.tune.trainable import TRIAL_RUN_DIR
+
+    checkpoint = latest_checkpoint(trial / TRIAL_RUN_DIR)
+    if checkpoint is None:
+        return {}
+    try:
+        saved = json.loads((checkpoint / PROGRESS_FILE).read_text()).get("history", {})
+    except (OSError, ValueError):
+        logger.warning("%s: unreadable %s, left out of the stability figure", trial, PROGRESS_FILE)
+        return {}
+    return {name: [(int(step), float(value)) for step, value in points]
+            for name, points in saved.items()}  # fmt: skip
 
 
 def _results(path: Path) -> list[dict[str, Any]]:
@@ -281,3 +314,30 @@ def write_figure(
         return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     finally:
         plt.close(fig)
+
+
+def write_stability_figure(
+    groups: list[GroupSummary], path: Path, title: str = ""
+) -> StabilityPlot | None:
+    """The sweep's stability figure (`recrl.pipelines.stability_plot.plot_sweep_stability`):
+    per setting, every loss, Q statistic and eval metric its runs logged, mean ± std over
+    seeds, with the phase switches and the last evaluation of each diverged run marked.
+    None (nothing written) when no trial left a history (bandit and slate sweeps)."""
+    histories = {
+        f"{g.variant} {g.setting}": [run.history for run in g.runs if run.history] for g in groups
+    }
+    histories = {label: runs for label, runs in histories.items() if runs}
+    if not histories:
+        return None
+    phases = sorted({run.phase_step for g in groups for run in g.runs if run.phase_step})
+    markers = [StepMarker(step, f"phase 2 at {step}") for step in phases]
+    markers += [
+        StepMarker(int(run.steps[-1]) if len(run.steps) else 0,
+                   f"diverged: {g.variant} {g.setting} seed={run.seed}", diverged=True)
+        for g in groups for run in g.diverged
+    ]  # fmt: skip
+    try:
+        return plot_sweep_stability(histories, path, title=title, markers=markers)
+    except ValueError as error:  # runs of a setting that share no step: the report stands
+        logger.warning("no sweep stability figure: %s", error)
+        return None

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from recrl.pipelines.tracking_names import describe_run
 from recrl.pipelines.tune.study import StudyConfig
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 REPORTED_LEARNER_METRICS = ("q/mean", "q/max", "q/td_error", "q/cql_gap", "loss/total")
 """Learner metrics reported with each evaluation (the report's Q blow-up check reads q/…)."""
+TRIAL_RUN_DIR = "train"
+"""The training job's run folder inside a trial's folder (checkpoint, stability figure)."""
 DIVERGED = "diverged"
 """Reported 1.0 by a trial that stopped on non-finite values, 0.0 otherwise."""
 
@@ -49,19 +52,17 @@ class SweepContext:
 
 
 def trial_name(config: dict[str, Any], study: StudyConfig) -> str:
-    """``sasrec_ccql-n_neg=10-s0``: variant (bandit studies: the fixed policy, if any),
-    searched values, seed."""
+    """``sasrec_ccql n_neg=10 seed=0``: variant (bandit studies: the fixed policy, if any),
+    searched values, seed. Tune's name of the trial and its MLflow child run's name, so the
+    compare view lists the trials by their settings."""
     lead = config.get("variant") or study.fixed.get("policy")
-    parts = [str(lead)] if lead else []
-    for key in study.search:
-        value = config.get(key)
-        parts.append(f"{key}={_short(value)}")
-    parts.append(f"s{config['seed']}")
-    return "-".join(parts)
+    settings = {key: config.get(key) for key in study.search}
+    return describe_run(lead, {**settings, "seed": config["seed"]})
 
 
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+def trial_dirname(config: dict[str, Any], study: StudyConfig, trial_id: str) -> str:
+    """The trial's folder: `trial_name` without spaces, and Tune's trial id."""
+    return "-".join([*trial_name(config, study).split(), trial_id])
 
 
 def run_trial(params: dict[str, Any], *, context: SweepContext) -> None:
@@ -110,7 +111,7 @@ def run_trial(params: dict[str, Any], *, context: SweepContext) -> None:
         with reading as configure:
             train(
                 config,
-                run_dir=trial_dir / "train",
+                run_dir=trial_dir / TRIAL_RUN_DIR,
                 run_name=tune.get_context().get_trial_name(),
                 parent_run_id=context.parent_run_id,
                 resume_from=resume_from,
