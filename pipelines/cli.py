@@ -15,6 +15,7 @@ from pathlib import Path
 from recrl.pipelines.commands import bandit as bandit_command
 from recrl.pipelines.commands import generate as generate_command
 from recrl.pipelines.commands import mlflow_sync as mlflow_sync_command
+from recrl.pipelines.commands import ope as ope_command
 from recrl.pipelines.commands import prepare as prepare_command
 from recrl.pipelines.commands import slate as slate_command
 from recrl.pipelines.commands import submit as submit_command
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     usermodel_command.register(commands)
     slate_command.register(commands)
     bandit_command.register(commands)
+    ope_command.register(commands)
     submit_command.register(commands)
     mlflow_sync_command.register(commands)
     return parser

@@ -36,6 +36,7 @@ _EXPORTS = {
     "bandit": "recrl.api",
     "slate": "recrl.api",
     "usermodel": "recrl.api",
+    "ope": "recrl.api",
     "PrepareConfig": "recrl.pipelines.prepare.config",
     "TrainConfig": "recrl.pipelines.sasrec.config",
     "StudyConfig": "recrl.pipelines.tune.study",
@@ -44,6 +45,7 @@ _EXPORTS = {
     "CDQNConfig": "recrl.pipelines.slate.config",
     "UserModelJob": "recrl.pipelines.usermodel.job",
     "UserModelConfig": "recrl.models.user_model.config",
+    "OPEConfig": "recrl.pipelines.ope.config",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,0 +1,1 @@
+"""``recrl ope``: off-policy evaluation on the Open Bandit logs (design.md §9)."""
