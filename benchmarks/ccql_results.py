@@ -312,6 +312,8 @@ def main(argv: list[str] | None = None) -> None:
         ("Six variants, RC15 sample (click)", comparison, "click", "eval/ndcg_20_click"),
         ("Click-only RC15 sample", sweeps.get("click_only", []), "click", "eval/ndcg_20_click"),
         ("Negative actions", sweeps.get("negatives_budget", []), "purchase", CURVE_METRIC),
+        ("Longer runs (purchase)", sweeps.get("long_budget", []), "purchase", CURVE_METRIC),
+        ("Longer runs (click)", sweeps.get("long_budget", []), "click", "eval/ndcg_20_click"),
     ]  # fmt: skip
     for title, trials, event, metric in sections:
         if not trials:

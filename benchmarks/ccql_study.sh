@@ -8,6 +8,8 @@
 #   click_only         sasrec, sasrec_ccql on the RC15 sample without its purchases
 #   co_weight          sasrec_co, sasrec_ccql at λ_co = 1.0, seeds 0 and 1
 #   negatives_budget   n_neg ∈ {50, 1, 10} × sasrec_ccql, snqn, sa2c, seed 0
+#   long_budget        sa2c, then snqn, seed 0, LONG_STEPS (12,000) updates: the curves
+#                      still rising at 6,000
 #
 #   nohup benchmarks/ccql_study.sh > runs/ccql_study.log 2>&1 &
 #
@@ -19,7 +21,7 @@
 # with `recrl tune --resume`. Environment: RECRL (the recrl command), PYTHON, RC15 (the raw
 # sample), DATA and CLICKS (the prepared datasets, built here when missing), STORAGE (the
 # sweeps folder), RESULTS (the exports), STEPS (total updates; 6000). Extra arguments go to
-# every `recrl tune`.
+# every `recrl tune`. ONLY=<study> runs that study's trials alone.
 # Summarise: python benchmarks/ccql_results.py --figure docs/img/ccql_budget.png
 set -euo pipefail
 RECRL=${RECRL:-recrl}
@@ -44,6 +46,9 @@ trial() {
   local study=$1 variant=$2 seed=$3 config=$4 data=$5
   shift 5
   local name="$study.$variant.s$seed${SUFFIX:-}" have
+  if [[ -n "${ONLY:-}" && "$study" != "$ONLY" ]]; then
+    return
+  fi
   have=$(compgen -G "$RESULTS/$study/$variant-s$seed${MATCH:-}[-.]*" | wc -l || true)
   if (( have > 0 )); then
     echo "=== $name: exported, skipped"
@@ -87,5 +92,9 @@ for n_neg in 50 1 10; do
     SUFFIX=".n$n_neg" MATCH="-n_neg=$n_neg" trial negatives_budget $variant 0 \
       tune_configs/negatives.yaml "$DATA" --set "search={n_neg: {grid: [$n_neg]}}"
   done
+done
+# sa2c's val purchase curve and snqn's click curve still rise at 6,000 updates: run on.
+for variant in sa2c snqn; do
+  STEPS=${LONG_STEPS:-12000} trial long_budget $variant 0 $BUDGET "$DATA"
 done
 echo "=== all trials done ($(date -u +%H:%M:%S)); summary: $PYTHON benchmarks/ccql_results.py"
