@@ -78,7 +78,7 @@ def test_overwrite_removes_what_a_job_wrote_and_nothing_else(tmp_path):
     from recrl.pipelines.sasrec.job import PROGRESS_FILE, _claim_run_dir
 
     run = tmp_path / "run"
-    for folder in ("checkpoint", "checkpoint.old", "model", "model.tmp", "notes"):
+    for folder in ("checkpoint", "checkpoint.old", "model", "notes"):
         (run / folder).mkdir(parents=True)
     (run / "checkpoint" / PROGRESS_FILE).write_text('{"updates": 40}')
     (run / "stability.png").write_bytes(b"png")

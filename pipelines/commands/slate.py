@@ -33,7 +33,7 @@ JOB_FLAGS = {
 TRAINING_FLAGS = {"steps": "env_steps", "warmup_steps": "warmup_steps",
                   "batch_size": "batch_size", "gamma": "gamma"}  # fmt: skip
 """Flag -> the `CDQNConfig` field it sets."""
-OUTPUT_FLAGS = {"eval_interval": "eval_interval", "out": "out_dir"}
+OUTPUT_FLAGS = {"eval_interval": "eval_interval", "out": "out_dir", "register": "register_model"}
 """Flag -> the `SlateJob` field it sets (after the training flags in the help)."""
 
 

@@ -359,10 +359,9 @@ def _claim_run_dir(run_dir: Path, overwrite: bool) -> None:
             f"--run-dir {run_dir} holds the checkpoint of an earlier job (update {updates}); "
             f"continue it with `recrl train --resume {run_dir}` or replace it with --overwrite"
         )
-    from recrl.pipelines.sasrec.serving import MODEL_DIR  # imports mlflow.pyfunc
+    from recrl.pipelines.serving import MODEL_DIR
 
-    for name in (CHECKPOINT_DIR, f"{CHECKPOINT_DIR}.tmp", f"{CHECKPOINT_DIR}.old",
-                 MODEL_DIR, f"{MODEL_DIR}.tmp"):  # fmt: skip
+    for name in (CHECKPOINT_DIR, f"{CHECKPOINT_DIR}.tmp", f"{CHECKPOINT_DIR}.old", MODEL_DIR):
         shutil.rmtree(run_dir / name, ignore_errors=True)
     for name in (CONFIG_FILE, "stability.png", SPOOL_FILE, f"{SPOOL_FILE}.synced"):
         (run_dir / name).unlink(missing_ok=True)

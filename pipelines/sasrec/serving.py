@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,10 +44,15 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import torch
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from recrl.models.sasrec.encoder import SASRecConfig
 from recrl.models.sasrec.network import SASRecQNetwork
+from recrl.pipelines.serving import (
+    MODEL_DIR,
+    BadRequest,
+    ItemCatalogue,
+    publish_model,
+    requirements,
+)
 
 if TYPE_CHECKING:
     from mlflow.models import ModelSignature
@@ -67,8 +71,6 @@ TOP_K = "k"
 """Request parameter: how many items to return per history."""
 DEFAULT_TOP_K = 10
 """``k`` when a request does not give it."""
-MODEL_DIR = "model"
-"""The model folder, in the run folder and in the MLflow run's artifacts."""
 RAW_ITEM_ID = "raw_item_id"
 """Column of the dataset's ``items.parquet`` that holds the raw id of encoded id = row."""
 ITEMS_FILE = "items.parquet"
@@ -97,13 +99,6 @@ class RecommenderSpec:
         return int(self.encoder["max_len"])
 
 
-class BadRequest(MlflowException):
-    """A request the model cannot answer; the scoring server returns it as HTTP 400."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
-
-
 class Recommender:
     """Top-k recommendation of a SASRec scoring network over raw item ids (no MLflow)."""
 
@@ -112,23 +107,13 @@ class Recommender:
             raise ValueError(f"the item mapping has {len(raw_ids)} ids, the model {spec.n_items}")
         self.network = network.eval()
         self.spec = spec
+        self.catalogue = ItemCatalogue(raw_ids)
         self.raw_ids = raw_ids
         """Raw id of each encoded id [I]."""
-        self._order = np.argsort(raw_ids, kind="stable")
-        self._sorted = raw_ids[self._order]
 
     def encode(self, raw: np.ndarray) -> np.ndarray:
         """Encoded ids of the raw ids ``raw`` [N]; -1 where an id is not in the catalogue."""
-        unknown = np.full(len(raw), -1, dtype=np.int64)
-        if (self._sorted.dtype.kind in "iu") != (raw.dtype.kind in "iu"):
-            return unknown  # ids of another type than the catalogue's (str against int)
-        if raw.dtype.kind not in "iu":
-            raw = raw.astype(object)
-        try:
-            at = np.searchsorted(self._sorted, raw).clip(0, len(self._sorted) - 1)
-        except TypeError:  # a mix of types
-            return unknown
-        return np.where(self._sorted[at] == raw, self._order[at], unknown)
+        return self.catalogue.encode(raw)
 
     def states(self, histories: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """``state`` [B, L] and ``state_len`` [B] of raw-id histories, laid out as
@@ -139,7 +124,7 @@ class Recommender:
         unknown: list[str] = []
         for row, history in enumerate(histories):
             raw = self._ids(row, history)
-            encoded = self.encode(raw)
+            encoded = self.catalogue.encode(raw)
             missing = raw[encoded < 0]
             if len(missing):
                 unknown.append(f"row {row}: {', '.join(map(repr, missing[:5].tolist()))}")
@@ -276,22 +261,10 @@ def save_recommender(
             artifacts=files,
             signature=recommender_signature(items.column(0).to_numpy()),
             input_example=pd.DataFrame({HISTORY: [items.column(0).slice(0, 2).to_pylist()]}),
-            pip_requirements=_requirements(),  # given: inferring them loads the model anew
+            pip_requirements=requirements(),  # given: inferring them loads the model anew
             metadata={"recrl.dataset_id": meta.get("dataset_id"), "recrl.head": head},
         )
     return Path(path)
-
-
-def _requirements() -> list[str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    pins = []
-    for name in ("recrl", "torch", "mlflow", "numpy", "pandas", "pyarrow"):
-        try:
-            pins.append(f"{name}=={version(name).split('+')[0]}")
-        except PackageNotFoundError:
-            pins.append(name)
-    return pins
 
 
 def log_recommender(tracker: Tracker, module: Any, config: TrainConfig, run_dir: Path) -> None:
@@ -300,45 +273,8 @@ def log_recommender(tracker: Tracker, module: Any, config: TrainConfig, run_dir:
     ``config.register_model`` when set. Nothing without tracking."""
     if not config.tracking or tracker.run_id is None:
         return
-    path, staging = run_dir / MODEL_DIR, run_dir / f"{MODEL_DIR}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    save_recommender(staging, module.networks[0], dataset=config.data, head=config.rank_with)
-    shutil.rmtree(path, ignore_errors=True)
-    staging.rename(path)
-    tracker.log_artifact(str(path))  # -> artifacts/model (spooled by path during an outage)
-    run_id = tracker.resolve(tracker.run_id)
-    if config.register_model is None:
-        logger.info("model logged: mlflow models serve -m runs:/%s/%s --env-manager local",
-                    run_id, MODEL_DIR)  # fmt: skip
-        return
-    version = register(tracker.uri, run_id, config.register_model) if not tracker.down else None
-    if version is None:
-        logger.warning(
-            "the model was not registered as %r (MLflow unreachable); once the run is "
-            "uploaded, register it with: mlflow.register_model('runs:/<run id>/%s', %r)",
-            config.register_model, MODEL_DIR, config.register_model,
-        )  # fmt: skip
-        return
-    tracker.set_tags({"recrl.registered_model": f"{config.register_model}/{version}"})
-    logger.info("registered %s version %s: mlflow models serve -m models:/%s/%s "
-                "--env-manager local", config.register_model, version,
-                config.register_model, version)  # fmt: skip
 
+    def save(staging: Path) -> None:
+        save_recommender(staging, module.networks[0], dataset=config.data, head=config.rank_with)
 
-def register(tracking_uri: str, run_id: str, name: str) -> str | None:
-    """Register ``runs:/run_id/model`` as a new version of ``name`` (created if absent);
-    the version, or None when the registry cannot be reached."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri)
-    try:
-        try:
-            client.create_registered_model(name)
-        except MlflowException as error:
-            if error.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-        source = f"{client.get_run(run_id).info.artifact_uri}/{MODEL_DIR}"
-        return client.create_model_version(name, source, run_id=run_id).version
-    except MlflowException as error:
-        logger.warning("registering the model as %r failed: %s", name, error)
-        return None
+    publish_model(tracker, save, run_dir / MODEL_DIR, config.register_model)

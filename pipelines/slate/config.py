@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 MAX_WARMUP_STEPS = 500
 """Cap of the default warm-up (`CDQNConfig.effective_warmup_steps`)."""
+UNTRAINED_POLICIES = ("greedy", "random")
+"""Policies with nothing learned: no training steps and no model to serve."""
 
 
 @dataclass(frozen=True)
@@ -135,10 +137,23 @@ class SlateJob:
     eval_interval: int = 0
     """cdqn / rwd1 / gdqn: also evaluate on the test users every this many training env
     steps (the learning curve); 0: only at the end."""
+    register_model: str | None = None
+    """Register the policy trained with the first seed (logged to the run as ``model/``, an
+    ``mlflow.pyfunc`` model) in MLflow's model registry under this name, a new version per
+    job; None: log it only. Needs tracking and a trained policy (not greedy or random)."""
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}: {self.policy!r}")
+        if self.register_model is not None:
+            if not self.register_model.strip():
+                raise ValueError("register_model must be a model name, or None to not register")
+            if self.policy in UNTRAINED_POLICIES:
+                raise ValueError(f"register_model: policy {self.policy} learns nothing, so "
+                                 "there is no model to register; train cdqn, rwd1, gdqn or "
+                                 "offline")  # fmt: skip
+            if not self.tracking:
+                raise ValueError("register_model needs tracking: drop --no-mlflow")
         if self.eval_interval < 0:
             raise ValueError(f"eval_interval must be >= 0, got {self.eval_interval}")
         if self.episodes == 0:  # 0 is how a command line or a YAML file says "all of them"
@@ -153,14 +168,14 @@ class SlateJob:
             "episode_length": self.episode_length, "max_pool": self.max_pool,
             "seeds": list(self.seeds), "eval_interval": self.eval_interval,
             "user_model": self.user_model, "test_user_model": self.test_user_model,
-            "cdqn": cdqn,
+            "register_model": self.register_model, "cdqn": cdqn,
         }  # fmt: skip
 
     @property
     def final_step(self) -> int:
         """The step of the end-of-training evaluation: training env steps (DQN-Off: its
         updates), 0 for the untrained greedy and random policies."""
-        return 0 if self.policy in ("greedy", "random") else self.cdqn.env_steps
+        return 0 if self.policy in UNTRAINED_POLICIES else self.cdqn.env_steps
 
 
 JOB_DECIDES = ("reward", "q_form", "seed")

@@ -72,11 +72,13 @@ def run_slate_seed(
     *,
     on_train_log: Callable[[int, dict[str, float]], None] | None = None,
     on_result: Callable[[int, dict[str, float]], None] | None = None,
+    on_policy: Callable[[Any], None] | None = None,
 ) -> dict[str, float]:
     """Train (where the policy learns) and evaluate ``job``'s policy for one seed; returns
     the test environment's result. ``on_train_log(env_steps, diagnostics)`` gets the
     learner's diagnostics per iteration, ``on_result(step, result)`` every evaluation: each
-    ``job.eval_interval`` env steps during training and the final one at `final_step`."""
+    ``job.eval_interval`` env steps during training and the final one at `final_step`;
+    ``on_policy(policy)`` the policy once trained."""
     env_config = UserModelEnvConfig(slate_size=job.k, episode_length=job.episode_length,
                                     max_pool=job.max_pool, seed=seed)  # fmt: skip
     test_env = UserModelEnv(test_model, dataset.splits["test"], env_config)
@@ -89,6 +91,8 @@ def run_slate_seed(
 
     policy = _policy(job, train_model, dataset.splits["train"], env_config, seed,
                      on_train_log, evaluate_module)  # fmt: skip
+    if on_policy is not None:
+        on_policy(policy)
     result = evaluate_policy(test_env, policy, job.episodes, seed=10_000 + seed)
     if on_result is not None:
         on_result(job.final_step, result)
@@ -116,6 +120,7 @@ def run_slate_job(job: SlateJob) -> SlateResult:
     test_model = load_user_model(job.test_user_model or job.user_model)
     tracker = Tracker("recrl-slate") if job.tracking else NullTracker()
     rows = []
+    served: list[ModuleSlatePolicy] = []  # the first seed's trained policy, to log as a model
     with tracker:
         tracker.start(f"slate-{job.policy}-k{job.k}", params=job.as_params())
         for seed in job.seeds:
@@ -128,8 +133,9 @@ def run_slate_job(job: SlateJob) -> SlateResult:
                 tracker.log_metrics({f"slate/curve_{m}/seed{seed}": result[m]
                                      for m in ("reward", "ctr")}, step)  # fmt: skip
 
+            keep = served.append if job.tracking and not served else None
             result = run_slate_seed(job, seed, train_model, test_model, dataset,
-                                    on_train_log=log, on_result=curve)  # fmt: skip
+                                    on_train_log=log, on_result=curve, on_policy=keep)  # fmt: skip
             rows.append({"policy": job.policy, "k": job.k, "seed": seed, **result})
             tracker.log_metrics({f"slate/{k}": v for k, v in result.items()}, step=seed)
             logger.info("%s k=%d seed %d: %s", job.policy, job.k, seed, result)
@@ -143,6 +149,10 @@ def run_slate_job(job: SlateJob) -> SlateResult:
         paths = _write_outputs(Path(job.out_dir), rows, job)
         for path in paths:
             tracker.log_artifact(path)
+        if served and isinstance(served[0], ModuleSlatePolicy):  # greedy, random: nothing learned
+            from recrl.pipelines.slate.serving import log_slate_policy
+
+            log_slate_policy(tracker, served[0], job, seed=job.seeds[0])
     return SlateResult(rows=rows, summary=summary, files=[str(p) for p in paths])
 
 

@@ -29,15 +29,15 @@ from ray.rllib.core.learner.utils import make_target_network
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.utils.schedules.scheduler import Scheduler
-from recrl.models.slate.additive import additive_greedy_slate, item_q
+from recrl.models.slate.additive import item_q
 from recrl.models.slate.cascading import CascadingQNetwork
+from recrl.models.slate.greedy import Q_FORMS, greedy_slate
 from torch import Tensor
 
 STATE, CANDIDATES, CANDIDATE_MASK = "state", "candidates", "candidate_mask"
 """Keys of the observation dict."""
 Q_TAKEN = "q_taken"
 """Forward-train output: Q_j (cascading) or q(s, a_j) (additive) of the slate taken [B, k]."""
-Q_FORMS = ("cascading", "additive")
 
 
 class SlateQRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
@@ -71,9 +71,7 @@ class SlateQRLModule(TorchRLModule, TargetNetworkAPI, InferenceOnlyAPI):
     def greedy(self, network: CascadingQNetwork, obs: dict[str, Tensor]) -> Tensor:
         """The greedy slate of ``network`` (this module's or its target) → slots [B, k]."""
         state, candidates, mask = self.observation_tensors(obs)
-        if self.q_form == "cascading":
-            return network.greedy_slate(state, candidates, mask)[0]
-        return additive_greedy_slate(network, state, candidates, mask, self.k)[0]
+        return greedy_slate(network, self.q_form, state, candidates, mask, self.k)[0]
 
     def q_of_slate(self, obs: dict[str, Tensor], slots: Tensor) -> Tensor:
         """Q_j(s, a_1..a_j) (cascading) or q(s, a_j) (additive) of given slots → [B, k]."""
