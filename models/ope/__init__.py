@@ -1,5 +1,6 @@
-"""Off-policy evaluation of design.md §9: estimators, bootstrap intervals and the reward model,
-as pure numpy functions (the reward model fits with torch)."""
+"""Off-policy evaluation of design.md §9: estimators, bootstrap intervals, the reward model,
+target policies and per-row candidate sets (`recrl.models.ope.candidates`, §9.6), as pure
+numpy functions (the reward model fits with torch)."""
 
 from recrl.models.ope.bootstrap import Interval, bootstrap_interval
 from recrl.models.ope.estimators import (

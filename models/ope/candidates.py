@@ -218,5 +218,10 @@ def _first_row(bad: np.ndarray, column: str, problem: str, values=None) -> None:
     rows = np.flatnonzero(bad)
     if rows.size:
         more = f" ({rows.size} rows in all)" if rows.size > 1 else ""
-        value = "" if values is None else f"value {values[rows[0]]!r} "
+        value = "" if values is None else f"value {_plain(values[rows[0]])!r} "
         raise OPEInputError(f"{value}{problem}{more}", row=int(rows[0]), column=column)
+
+
+def _plain(value):
+    """A numpy scalar as the Python number it holds, so a message reads 0.0, not np.float64(0.0)."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -175,5 +175,10 @@ def _first(bad: np.ndarray, column: str, problem: str, values: np.ndarray) -> No
     if rows.size:
         more = f" ({rows.size} rows in all)" if rows.size > 1 else ""
         raise OPEInputError(
-            f"value {values[rows[0]]!r} {problem}{more}", row=int(rows[0]), column=column
+            f"value {_plain(values[rows[0]])!r} {problem}{more}", row=int(rows[0]), column=column
         )
+
+
+def _plain(value):
+    """A numpy scalar as the Python number it holds, so a message reads 0.0, not np.float64(0.0)."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from recrl.models.ope.candidates import CandidateSets, Ragged
 from recrl.pipelines.errors import UserError
-from recrl.pipelines.sasrec.serving import MODEL_DIR, Recommender
+from recrl.pipelines.sasrec.serving import MODEL_DIR, Recommender, RecommenderSpec
 
 logger = logging.getLogger(__name__)
 
@@ -87,17 +87,14 @@ def score_candidates(
             columns = torch.from_numpy(np.maximum(model_ids[rows], 0))
             scores[rows] = all_items.gather(1, columns).double().numpy()
     scores[~scorable] = -np.inf
+    rows_with_unknown = len(np.unique(history.row_ids[unknown]))
     if unknown.any():
         logger.warning("%d history items (in %d rows) are not in the model's catalogue and "
-                       "were left out of the states", unknown.sum(),
-                       len(np.unique(history.row_ids[unknown])))  # fmt: skip
-    return CandidateScores(
-        scores=scores, scorable=scorable, unknown_history_items=int(unknown.sum()),
-        rows_with_unknown_history=len(np.unique(history.row_ids[unknown])),
-    )  # fmt: skip
+                       "were left out of the states", unknown.sum(), rows_with_unknown)  # fmt: skip
+    return CandidateScores(scores, scorable, int(unknown.sum()), rows_with_unknown)
 
 
-def _states(encoded: Ragged, spec) -> tuple[torch.Tensor, torch.Tensor]:
+def _states(encoded: Ragged, spec: RecommenderSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """``state`` [n, L] and ``state_len`` [n] of histories of encoded ids (-1: unknown, left
     out): each row's last L known items, most recent in slot L-1, padded with ``pad_id``."""
     known = encoded.values >= 0

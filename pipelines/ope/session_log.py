@@ -71,7 +71,12 @@ def read_session_log(path: str | Path) -> SessionLog:
         raise MissingInputError("no such log file", file=str(path))
     if path.suffix.lower() not in (".parquet", ".csv"):
         raise DataError("expected a .parquet or .csv log (design.md §9.6)", file=str(path))
-    reader = _ParquetColumns(path) if path.suffix.lower() == ".parquet" else _CsvColumns(path)
+    try:
+        reader = _ParquetColumns(path) if path.suffix.lower() == ".parquet" else _CsvColumns(path)
+    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid and pandas' ParserError too
+        raise DataError(
+            f"unreadable as {path.suffix.lower()[1:]}: {error}", file=str(path)
+        ) from None
     for column in REQUIRED:
         if column not in reader.names:
             need = " (the logging policy's probability of the shown item)" * (column == PROPENSITY)
@@ -80,6 +85,8 @@ def read_session_log(path: str | Path) -> SessionLog:
         history = reader.ids_lists(HISTORY)
         candidates = reader.ids_lists(CANDIDATES) if CANDIDATES in reader.names else None
         item = reader.ids(ITEM)
+        if len(item) == 0:
+            raise DataError("the log has no rows", file=str(path))
         _one_id_type(path, history, candidates, item)
         n = len(item)
         reward, propensity = checked_outcomes(reader.numbers(REWARD), reader.numbers(PROPENSITY), n)
