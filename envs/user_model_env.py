@@ -9,6 +9,10 @@ model fitted on the test users' page views for the test environment and never tr
 it), starts from that user's history at a random logged page view, and offers a candidate
 pool: every item the user was shown in the log (``pool = "user"``, padded to
 ``max_pool``) or the whole catalogue (``pool = "all"``). Clicked items leave the pool.
+With ``quit_after = c`` the user leaves after c consecutive pages without a click: the
+episode terminates, and the visit's length is a measure of the policy (a long-term one).
+``no_click_utility`` (u₀) replaces the no-click utility 0 of φ, so that a user model fitted
+on a log without no-click pages still skips some pages.
 
 Observation (a dict): ``history`` int64[m] (most recent last, padded with ``pad_id``),
 ``state`` float32[S] (the user model's state of that history), ``candidates`` int64[P]
@@ -49,6 +53,21 @@ class UserModelEnvConfig:
     """Drop a clicked item from the pool (Algorithm 1 recommends unclicked items only)."""
     seed: int = 0
     """Seed of user draws and simulated clicks (``reset(seed=...)`` overrides it)."""
+    quit_after: int | None = None
+    """c: the simulated user leaves (the episode terminates) after c consecutive pages
+    without a click; None: nobody leaves, every visit runs to ``episode_length``."""
+    no_click_utility: float = 0.0
+    """u₀: utility of leaving a page without a click, the no-click term of φ (the paper's
+    0). A user model fitted on a click-only log (MovieLens display sets hold no no-click
+    page) rates every item far above 0 and almost always clicks; a u₀ near the utilities
+    of the shown items restores real no-clicks, which the quit rule needs."""
+
+    def __post_init__(self) -> None:
+        if self.quit_after is not None and self.quit_after < 1:
+            raise ValueError(
+                f"quit_after must be >= 1 pages without a click, or None to never leave: "
+                f"{self.quit_after}"
+            )
 
 
 class UserModelEnv(gym.Env):
@@ -92,6 +111,7 @@ class UserModelEnv(gym.Env):
         self._candidates = np.full(self.pool_size, self.pad_id, dtype=np.int64)
         self._mask = np.zeros(self.pool_size, dtype=bool)
         self._t = 0
+        self._misses = 0  # consecutive pages without a click, for the quit rule
         self.user = -1
 
     # --- gymnasium API -------------------------------------------------------------
@@ -108,6 +128,7 @@ class UserModelEnv(gym.Env):
         self._history = self.views.history[start].copy()
         self._set_pool(views)
         self._t = 0
+        self._misses = 0
         return self._observation(), {"user": self.user}
 
     def step(self, action):
@@ -117,6 +138,7 @@ class UserModelEnv(gym.Env):
         items = torch.as_tensor(shown)[None, :]
         with torch.no_grad():
             logits = self.model.choice_logits(history, items, torch.ones_like(items, dtype=bool))
+            logits[:, -1] = self.model.config.eta * self.config.no_click_utility
             probs = torch.softmax(logits, dim=1)[0].double().numpy()
         choice = int(self._rng.choice(len(probs), p=probs / probs.sum()))
         clicked = choice < len(shown)
@@ -130,13 +152,18 @@ class UserModelEnv(gym.Env):
             if self.config.remove_clicked:
                 self._mask[slots[choice]] = False
         self._t += 1
+        self._misses = 0 if clicked else self._misses + 1
+        # Leaving is the user's own end of the visit (no reward follows), so it terminates;
+        # the horizon and an exhausted pool only cut the visit short: they truncate.
+        quit_after = self.config.quit_after
+        terminated = quit_after is not None and self._misses >= quit_after
         truncated = self._t >= self.config.episode_length or self._mask.sum() < len(slots)
         info = {
             "clicked_slot": choice if clicked else -1,
             "clicked_item": int(shown[choice]) if clicked else -1,
             "click_probs": probs,
         }
-        return self._observation(), reward, False, truncated, info
+        return self._observation(), reward, terminated, truncated and not terminated, info
 
     # --- helpers -------------------------------------------------------------------
 

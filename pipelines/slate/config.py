@@ -125,7 +125,14 @@ class SlateJob:
     episodes: int | None = 1000
     """Simulated test users per seed (paper: 1,000); 0 or None: each test user once."""
     episode_length: int = 10
-    """Page views per simulated user."""
+    """Page views per simulated user (the most, with ``quit_after``)."""
+    quit_after: int | None = None
+    """c: a simulated user leaves after c consecutive pages without a click, in training
+    and evaluation (`UserModelEnvConfig.quit_after`); None: every visit lasts
+    ``episode_length`` pages."""
+    no_click_utility: float = 0.0
+    """u₀: the simulated user's utility of not clicking, in training and evaluation
+    (`UserModelEnvConfig.no_click_utility`; the paper's 0)."""
     max_pool: int = 512
     """Candidate items per simulated user (those shown to them in the log, subsampled)."""
     seeds: tuple[int, ...] = (0,)
@@ -165,7 +172,8 @@ class SlateJob:
         cdqn["warmup_steps"] = self.cdqn.effective_warmup_steps  # the warm-up used, not None
         return {
             "policy": self.policy, "k": self.k, "episodes": self.episodes,
-            "episode_length": self.episode_length, "max_pool": self.max_pool,
+            "episode_length": self.episode_length, "quit_after": self.quit_after,
+            "no_click_utility": self.no_click_utility, "max_pool": self.max_pool,
             "seeds": list(self.seeds), "eval_interval": self.eval_interval,
             "user_model": self.user_model, "test_user_model": self.test_user_model,
             "register_model": self.register_model, "cdqn": cdqn,

@@ -20,8 +20,11 @@ def evaluate_policy(env: UserModelEnv, policy, episodes: int | None, seed: int) 
     """Paper Table 3: cumulative reward = mean over simulated users of the mean reward per
     step, and CTR = clicks / steps. ``episodes`` episodes of randomly drawn users, or with
     ``episodes=None`` one episode per user of the environment's split (all test users).
-    ``policy.select(obs) -> int64 [k]`` candidate slots. Also returns ``episodes``."""
-    per_user_reward, clicks, steps = [], 0, 0
+    ``policy.select(obs) -> int64 [k]`` candidate slots. Also returns ``episodes``, the mean
+    ``visit_length`` (steps per episode: ``episode_length`` unless the environment's quit
+    rule, `UserModelEnvConfig.quit_after`, or an exhausted pool ends a visit early) and the
+    mean ``return`` (summed reward per visit, undiscounted)."""
+    per_user_reward, returns, lengths, clicks = [], [], [], 0
     count = len(env.users) if episodes is None else episodes
     env.reset(seed=seed)
     for episode in range(count):
@@ -32,11 +35,14 @@ def evaluate_policy(env: UserModelEnv, policy, episodes: int | None, seed: int) 
             obs, reward, terminated, truncated, info = env.step(policy.select(obs))
             rewards.append(reward)
             clicks += int(info["clicked_slot"] >= 0)
-            steps += 1
             done = terminated or truncated
         per_user_reward.append(float(np.mean(rewards)))
+        returns.append(float(np.sum(rewards)))
+        lengths.append(len(rewards))
     return {
         "reward": float(np.mean(per_user_reward)),
-        "ctr": clicks / max(steps, 1),
+        "ctr": clicks / max(sum(lengths), 1),
         "episodes": count,
+        "visit_length": float(np.mean(lengths)),
+        "return": float(np.mean(returns)),
     }

@@ -80,7 +80,9 @@ def run_slate_seed(
     ``job.eval_interval`` env steps during training and the final one at `final_step`;
     ``on_policy(policy)`` the policy once trained."""
     env_config = UserModelEnvConfig(slate_size=job.k, episode_length=job.episode_length,
-                                    max_pool=job.max_pool, seed=seed)  # fmt: skip
+                                    max_pool=job.max_pool, seed=seed,
+                                    quit_after=job.quit_after,
+                                    no_click_utility=job.no_click_utility)  # fmt: skip
     test_env = UserModelEnv(test_model, dataset.splits["test"], env_config)
 
     def evaluate_module(step: int, module) -> None:
@@ -106,7 +108,8 @@ class SlateResult:
     rows: list[dict[str, Any]]
     """One row per seed: policy, k, seed and the Table 3 metrics (``reward``, ``ctr``)."""
     summary: dict[str, float]
-    """``reward_mean``, ``reward_std``, ``ctr_mean``, ``ctr_std`` over the seeds."""
+    """``reward_mean``, ``reward_std``, ``ctr_mean``, ``ctr_std``, ``visit_length_mean``,
+    ``visit_length_std`` over the seeds."""
     files: list[str]
     """The CSV and PNG written to ``out_dir``."""
 
@@ -141,7 +144,7 @@ def run_slate_job(job: SlateJob) -> SlateResult:
             logger.info("%s k=%d seed %d: %s", job.policy, job.k, seed, result)
         summary = {
             f"{m}_{stat}": fn([r[m] for r in rows])
-            for m in ("reward", "ctr")
+            for m in ("reward", "ctr", "visit_length")
             for stat, fn in (("mean", statistics.fmean),
                              ("std", lambda v: statistics.stdev(v) if len(v) > 1 else 0.0))
         }  # fmt: skip
