@@ -6,9 +6,11 @@ A short real training job and a sweep (a parent run with two child runs, logged 
 package, driven by Playwright; no browser download) opens the run page, the stability
 figure, the sweep's parent run and the compare view of its children. What the pages draw
 is checked against what was logged: the experiment link recrl prints opens the runs table
-(MLflow's training view, not its GenAI overview), the chart's line has one vertex per
+(MLflow's training view, not its GenAI overview), the chart's line has one point per
 evaluation, the image has the figure's pixel size, the compare view names both trials by
-their settings. Screenshots are saved in the test's tmp dir.
+their settings and plots the searched setting against the metric. Screenshots are saved in
+the test's tmp dir. The pages are driven by `tests.dashboard_pages`, which also takes the
+README's screenshots of real runs (`benchmarks/dashboard_screenshots.py`).
 """
 
 from __future__ import annotations
@@ -68,7 +70,9 @@ def store(ray_session, tmp_path_factory) -> dict:
     children = []
     for name, (n_neg, values) in TRIALS.items():
         child = Tracker(SWEEP_EXPERIMENT, uri=uri)
-        children.append(child.start(name, params={"n_neg": n_neg}, parent_run_id=parent))
+        # params as `recrl tune` logs a trial's: its resolved, flattened config
+        children.append(child.start(name, params={"objective": {"n_neg": n_neg}},
+                                    parent_run_id=parent))  # fmt: skip
         for step, value in zip(EVAL_STEPS, values, strict=True):
             child.log_metrics({"eval/hr_20_purchase": value}, step=step)
         child.end()
@@ -120,7 +124,7 @@ def test_run_page_draws_the_eval_metric_chart(store, dashboard, page, tmp_path):
     drawn = pages.open_metric_charts(page, dashboard, experiment, store["result"].run_id,
                                      run_name, ["eval/hr_20_purchase"])  # fmt: skip
     pages.screenshot(page, tmp_path / "run_metrics.png")
-    assert drawn == {"eval/hr_20_purchase": len(EVAL_STEPS)}  # a vertex per evaluation
+    assert drawn == {"eval/hr_20_purchase": len(EVAL_STEPS)}  # a point per evaluation
 
 
 def test_artifact_view_shows_the_stability_figure(store, dashboard, page, tmp_path):
@@ -146,9 +150,10 @@ def test_sweep_parent_and_compare_view_of_its_children(store, dashboard, page, t
     pages.open_sweep_run(page, dashboard, sweep_id, store["parent"], "sweep-dashboard", TRIALS)
     pages.screenshot(page, tmp_path / "sweep_parent.png")
 
-    plot = pages.open_compare_view(page, dashboard, sweep_id, store["children"], TRIALS)
+    plot = pages.open_compare_view(page, dashboard, sweep_id, store["children"], TRIALS,
+                                   metric="eval/hr_20_purchase")  # fmt: skip
     pages.screenshot(page, tmp_path / "sweep_compare.png")
     # the parallel-coordinates plot spans the trials: n_neg 5..20, final hr_20 0.18..0.21
+    assert plot.get_by_text("objective.n_neg", exact=True).count() >= 1
     for label in ("5.00000", "20.00000", "0.18000", "0.21000"):
         assert plot.get_by_text(label, exact=True).count() >= 1, label
-    assert plot.get_by_text("eval/hr_20_purchase").count() >= 1
