@@ -100,6 +100,10 @@ def run(args) -> int:
                        tracking=not args.no_mlflow)  # fmt: skip
     print(report.table)
     print(f"\nreport: {report.figure}\n        {report.csv}")
+    if report.experiment_id is not None:
+        from recrl.pipelines.tracking import dashboard_command
+
+        print(f"MLflow: {dashboard_command(experiment_id=report.experiment_id)}")
     return 0
 
 

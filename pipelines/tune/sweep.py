@@ -64,6 +64,8 @@ class SweepReport:
     stability: Path | None = None
     """The sweep's stability figure (`write_stability_figure`); None for bandit and slate
     sweeps, whose trials log no loss or Q history."""
+    experiment_id: str | None = None
+    """The MLflow experiment of the sweep's parent run (None: not tracked)."""
 
 
 def run_sweep(
@@ -181,6 +183,7 @@ def run_sweep(
             grid = tuner.fit()
         errors = [r for r in grid if r.error is not None]
         report = write_report(sweep_dir, study, tracker)
+        report.experiment_id = tracker.experiment_id
         tracker.log_metrics({"sweep/trials": len(grid), "sweep/errored_trials": len(errors)}, 0)
     if errors:
         logger.error("%d trial(s) failed after retries; first error: %s", len(errors),
