@@ -157,8 +157,11 @@ def slate(job: SlateJob) -> SlateResult:
     >>> result = recrl.slate(recrl.SlateJob(
     ...     data="sets", user_model="user_model/user_model.pt", policy="greedy", k=3,
     ...     episodes=5, seeds=(0, 1), out_dir="slate", tracking=False))
-    >>> [row["seed"] for row in result.rows], sorted(result.summary)
-    ([0, 1], ['ctr_mean', 'ctr_std', 'reward_mean', 'reward_std'])
+    >>> [row["seed"] for row in result.rows]
+    [0, 1]
+    >>> sorted(result.summary)  # doctest: +NORMALIZE_WHITESPACE
+    ['ctr_mean', 'ctr_std', 'reward_mean', 'reward_std',
+     'visit_length_mean', 'visit_length_std']
     """
     from recrl.pipelines.slate.job import run_slate_job
 
