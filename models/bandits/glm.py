@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from recrl.models.bandits.budget import BudgetConfig
 from recrl.models.bandits.interface import BanditContext, BanditPolicy, Feedback
 from recrl.models.bandits.scores import glm_ucb_scores
 from recrl.models.bandits.sherman_morrison import identity_inverses, sherman_morrison_scatter
@@ -41,7 +42,7 @@ def fit_logistic_newton(
 
 
 @dataclass(frozen=True)
-class GLMUCBConfig:
+class GLMUCBConfig(BudgetConfig):
     """Disjoint GLM-UCB: ``ρ(x_iᵀθ̂_u) + β·‖x_i‖_{M_u⁻¹}`` with θ̂_u refit every round."""
 
     beta: float = 0.1
@@ -55,6 +56,7 @@ class GLMUCBConfig:
     ridge solution, read off the Sherman–Morrison inverse with no fitting)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.link not in ("sigmoid", "identity"):
             raise ValueError(f"GLMUCBConfig.link must be sigmoid or identity, not {self.link!r}.")
 

@@ -7,16 +7,22 @@ their histories — then ``policy.scores(context)`` gives acquisition scores [U,
 answered, ``policy.update(Feedback(...))`` folds the observed rewards into the policy's own
 state (impression counts, design-matrix inverses, GLM coefficients). The representation
 (SASRec, GRU, a latent-factor model) is trained by the caller, not by the policy.
+
+Under a computation budget (``budget.py``) a policy scores only some items: it hands its own
+``scores`` a restricted context (``BanditContext.restrict``), whose ``item_ids`` say which items
+its rows are, and reads its per-item state through ``BanditContext.per_item``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from recrl.models.bandits.budget import CandidateDraw
 from torch import Tensor
 
 
@@ -40,6 +46,9 @@ class BanditContext:
     """Bool [U, H]: True where ``history_embeddings`` holds a real item."""
     mc_predictions: Tensor | None = None
     """Click predictions of P dropout forward passes [P, U, I] (N-Dropout-UCB)."""
+    item_ids: Tensor | None = None
+    """Item ids of the rows of ``item_embeddings`` [I] (long) when the context holds part of
+    the catalogue (a budget's candidates, ``restrict``); None: row ``i`` is item ``i``."""
 
     def __post_init__(self) -> None:
         if self.user_embeddings.shape[0] != self.user_ids.shape[0]:
@@ -51,6 +60,34 @@ class BanditContext:
     @property
     def n_items(self) -> int:
         return self.item_embeddings.shape[0]
+
+    def per_item(self, state: Tensor) -> Tensor:
+        """The rows of a per-item state tensor [n_items, ...] for this context's items."""
+        return state if self.item_ids is None else state[self.item_ids]
+
+    def restrict(self, rows: Tensor) -> BanditContext:
+        """The same users with only the item rows ``rows`` [C] (long): what a policy under a
+        budget scores. ``item_ids`` maps the new rows back to item ids."""
+        mc = self.mc_predictions
+        return dataclasses.replace(
+            self,
+            item_embeddings=self.item_embeddings[rows],
+            mc_predictions=None if mc is None else mc[..., rows],
+            item_ids=rows if self.item_ids is None else self.item_ids[rows],
+        )
+
+    def user_row(self, row: int) -> BanditContext:
+        """The context of user row ``row`` alone (U = 1)."""
+        one = slice(row, row + 1)
+
+        def part(value: Tensor | None, axis: int = 0) -> Tensor | None:
+            return None if value is None else value[(slice(None),) * axis + (one,)]
+
+        return dataclasses.replace(
+            self, user_ids=self.user_ids[one], user_embeddings=self.user_embeddings[one],
+            history_embeddings=part(self.history_embeddings), history_mask=part(self.history_mask),
+            mc_predictions=part(self.mc_predictions, axis=1),
+        )  # fmt: skip
 
     def require(self, field: str, policy: str) -> Tensor:
         """The optional field ``field``, or a ``ValueError`` saying which policy needs it."""
@@ -72,6 +109,11 @@ class Feedback:
     """Observed reward per slate position [U, k] (click 0/1, or the synthetic reward)."""
 
     def __post_init__(self) -> None:
+        if self.context.item_ids is not None:
+            raise ValueError(
+                "Feedback needs the context of the whole catalogue (slates hold item ids), "
+                "not a restricted one; pass the context the slate was picked in."
+            )
         if self.slates.shape != self.rewards.shape:
             raise ValueError(
                 f"slates {tuple(self.slates.shape)} and rewards {tuple(self.rewards.shape)} "
@@ -98,21 +140,44 @@ class BanditPolicy(ABC):
     and updates the policy, keeps the EnvRunners' copies current. What only ``update``
     reads (feedback logs, optimiser moments) stays with the owner."""
 
+    candidates: CandidateDraw | None = None
+    """The budget's draws (``budget.py``; ``make_policy`` sets them from ``BudgetConfig``):
+    when set, each round scores only the items drawn; None scores the whole catalogue."""
+
     @abstractmethod
     def scores(self, context: BanditContext) -> Tensor:
         """Acquisition scores [U, I] for the users and items of ``context``."""
 
     def select(self, context: BanditContext, k: int) -> Tensor:
-        """A slate of ``k`` distinct item ids per user [U, k]; by default the top-k scores."""
-        return top_k_slate(self.scores(context), k)
+        """A slate of ``k`` distinct items per user [U, k] (rows of ``context.item_embeddings``:
+        item ids for a whole-catalogue context); by default the top-k scores, of the budget's
+        candidates when there is one."""
+        return self._top_k(context, k)[1]
 
     def scores_and_select(self, context: BanditContext, k: int) -> tuple[Tensor, Tensor]:
-        """(``scores`` [U, I], ``select`` [U, k]) from one scoring pass. A policy whose slate
-        is not the top-k of its scores (REN: the scores change after each pick) overrides it;
-        for the others the slate is exactly what ``select`` returns, with the same random
-        draws (Random scores once)."""
-        scores = self.scores(context)
-        return scores, top_k_slate(scores, k)
+        """(``scores`` [U, I], ``select`` [U, k]) from one scoring pass. Under a budget only
+        the drawn candidates are scored; the others are -inf. A policy whose slate is not the
+        top-k of its scores (REN: the scores change after each pick) overrides it; for the
+        others the slate is exactly what ``select`` returns, with the same random draws
+        (Random scores once)."""
+        return self._top_k(context, k)
+
+    def _top_k(self, context: BanditContext, k: int) -> tuple[Tensor, Tensor]:
+        # one body for select and scores_and_select that neither's override reaches (REN's
+        # select calls the base one, its scores_and_select calls its own select)
+        if self.candidates is None:
+            scores = self.scores(context)
+            return scores, top_k_slate(scores, k)
+        if k > self.candidates.budget:
+            raise ValueError(
+                f"a budget of {self.candidates.budget} scores cannot fill a slate of {k}; "
+                f"set budget >= {k}."
+            )
+        rows = self.candidates.draw(torch.arange(context.n_items))
+        drawn = self.scores(context.restrict(rows))  # [U, B]: the only scores computed
+        scores = drawn.new_full((len(context.user_ids), context.n_items), -torch.inf)
+        scores[:, rows] = drawn
+        return scores, rows[top_k_slate(drawn, k)]
 
     def get_state(self) -> dict[str, Tensor]:
         """The tensors of ``state_fields`` (not copies)."""

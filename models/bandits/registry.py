@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from recrl.models.bandits.budget import TOPIC_STREAM, BudgetConfig, CandidateDraw, stream_seed
 from recrl.models.bandits.glm import GLMUCBConfig, GLMUCBPolicy
 from recrl.models.bandits.interface import BanditPolicy
 from recrl.models.bandits.ren import RENConfig, RENPolicy
@@ -19,6 +20,7 @@ from recrl.models.bandits.simple import (
     RandomPolicy,
 )
 from recrl.models.bandits.two_stage import TwoStageConfig, TwoStagePolicy
+from recrl.models.bandits.two_stage_dropout import TwoStageDropoutUCBPolicy
 from torch import Tensor
 
 
@@ -58,7 +60,9 @@ class PolicySpec:
 
 
 POLICIES: dict[str, PolicySpec] = {
-    "random": PolicySpec(None, lambda c, s: RandomPolicy(seed=s.seed), "uniform random slates"),
+    "random": PolicySpec(
+        BudgetConfig, lambda c, s: RandomPolicy(seed=s.seed), "uniform random slates"
+    ),
     "greedy": PolicySpec(GreedyConfig, lambda c, s: GreedyPolicy(c), "relevance only (μᵀθ)"),
     "ren": PolicySpec(
         RENConfig,
@@ -122,12 +126,19 @@ POLICIES: dict[str, PolicySpec] = {
             {"policy": family},
             True,
         )
-        for family in ("n-greedy", "n-glm-ucb", "s-n-galm-ucb", "s-n-gblm-ucb")
+        for family in ("n-greedy", "n-dropout-ucb", "n-glm-ucb", "s-n-galm-ucb", "s-n-gblm-ucb")
     },
+    "2-random": PolicySpec(
+        TwoStageConfig,
+        lambda c, s: _two_stage(c, s),
+        "two-stage Random: random topic order, a uniform item of each topic group",
+        {"policy": "random"},
+    ),
 }
 """REN-1,2 is REN with λ_u = 0; REN-1,3 is REN with λ_d = 0 and λ_u = √10·λ_d of the λ_d
 asked for (``policy_config``), or the ``lambda_u`` given. ``2-<family>`` is the two-stage
-topic → item policy (``recrl.models.bandits.two_stage``) with ``<family>`` in both stages."""
+topic → item policy (``recrl.models.bandits.two_stage``) with ``<family>`` in both stages.
+``budget`` (``BudgetConfig``, the two-stage paper's B) is a setting of every policy but REN."""
 
 
 def _two_stage(config: TwoStageConfig, sizes: PolicySizes) -> BanditPolicy:
@@ -144,12 +155,18 @@ def _two_stage(config: TwoStageConfig, sizes: PolicySizes) -> BanditPolicy:
     }:
         settings["beta"] = config.beta
     inner = family.config_class(**{**settings, **family.preset})
-    topic_sizes = dataclasses.replace(sizes, n_items=n_topics, item_topics=None)
+    # the topic stage draws on a stream of its own: with the run's seed, 2-Random's topic
+    # scores would repeat the first q draws of its item scores
+    topic_seed = stream_seed(sizes.seed, TOPIC_STREAM)
+    topic_sizes = dataclasses.replace(sizes, n_items=n_topics, item_topics=None, seed=topic_seed)
     policy = TwoStagePolicy(
         family.build(inner, topic_sizes), family.build(inner, sizes), sizes.item_topics,
         dataclasses.replace(config, seed=sizes.seed),
     )  # fmt: skip
     policy.topic_policy.name = policy.item_policy.name = config.policy
+    if isinstance(policy.item_policy, DropoutUCBPolicy):
+        # callers give Monte-Carlo dropout passes to N-Dropout-UCB policies, by type
+        return TwoStageDropoutUCBPolicy(policy, inner, sizes.seed)
     return policy
 
 
@@ -182,8 +199,14 @@ def make_policy(
     name: str, sizes: PolicySizes, settings: Mapping[str, Any] | None = None
 ) -> BanditPolicy:
     """Build policy ``name`` (a key of ``POLICIES``) with ``settings`` over its defaults."""
-    policy = _spec(name).build(policy_config(name, settings), sizes)
+    config = policy_config(name, settings)
+    policy = _spec(name).build(config, sizes)
     policy.name = name
+    # a one-stage policy spends its budget on uniform draws from the catalogue; a two-stage
+    # one spends it itself (the topics first)
+    one_stage = isinstance(config, BudgetConfig) and not isinstance(config, TwoStageConfig)
+    if one_stage and config.budget is not None:
+        policy.candidates = CandidateDraw(config.budget, sizes.seed)
     return policy
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 from recrl.models.bandits.adam import Adam
+from recrl.models.bandits.budget import BudgetConfig
 from recrl.models.bandits.glm import with_bias
 from recrl.models.bandits.interface import BanditContext, BanditPolicy, Feedback
 from recrl.models.bandits.scores import galm_ucb_scores, gblm_ucb_scores
@@ -57,7 +58,7 @@ def logistic_residual(logits: Tensor, targets: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
-class GALMConfig:
+class GALMConfig(BudgetConfig):
     """S-N-GALM-UCB: ``ρ(γxᵀθ_x + (1−γ)θ_zᵀz) + β(γ‖x‖_{A_i⁻¹} + (1−γ)‖z‖_{A_u⁻¹})``."""
 
     beta: float = 0.1
@@ -91,7 +92,7 @@ class GALMUCBPolicy(BanditPolicy):
         return galm_ucb_scores(
             with_bias(context.item_embeddings), with_bias(context.user_embeddings),
             self.theta_x, self.theta_z,
-            self.user_inverses[context.user_ids], self.item_inverses,
+            self.user_inverses[context.user_ids], context.per_item(self.item_inverses),
             gamma=self.config.gamma, beta=self.config.beta,
         )  # fmt: skip
 
@@ -112,7 +113,7 @@ class GALMUCBPolicy(BanditPolicy):
 
 
 @dataclass(frozen=True)
-class GBLMConfig:
+class GBLMConfig(BudgetConfig):
     """S-N-GBLM-UCB: ``ρ(xᵀΘz) + β‖vec(xzᵀ)‖_{W⁻¹}``, ``W = I + Σ vec(xzᵀ)vec(xzᵀ)ᵀ``."""
 
     beta: float = 0.1
@@ -127,6 +128,7 @@ class GBLMConfig:
     """Largest (d1+1)(d2+1) kept as a full matrix under ``auto`` (1024² floats = 4 MiB)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.covariance not in ("auto", "full", "diagonal"):
             raise ValueError(
                 f"GBLMConfig.covariance must be auto, full or diagonal, not {self.covariance!r}."

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from recrl.models.bandits.budget import BudgetConfig
 from recrl.models.bandits.interface import BanditContext, BanditPolicy, Feedback
 from recrl.models.bandits.scores import dropout_ucb_scores, relevance
 from torch import Tensor
@@ -31,7 +32,7 @@ class RandomPolicy(BanditPolicy):
 
 
 @dataclass(frozen=True)
-class GreedyConfig:
+class GreedyConfig(BudgetConfig):
     """Relevance-only recommender: rank by ``ρ(μ_kᵀθ_u)``, no exploration term."""
 
     link: str = "identity"
@@ -39,6 +40,7 @@ class GreedyConfig:
     paper baseline 4: the two-tower click prediction); the ranking is the same."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.link not in ("identity", "sigmoid"):
             raise ValueError(
                 f"GreedyConfig.link must be 'identity' or 'sigmoid', not {self.link!r}."
@@ -62,7 +64,7 @@ class GreedyPolicy(BanditPolicy):
 
 
 @dataclass(frozen=True)
-class DropoutUCBConfig:
+class DropoutUCBConfig(BudgetConfig):
     """N-Dropout-UCB: mean + β·std of Monte-Carlo dropout predictions (two-stage paper)."""
 
     beta: float = 0.1
