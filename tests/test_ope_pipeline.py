@@ -67,3 +67,29 @@ def test_bad_propensity_names_file_line_and_column(obd, capsys):
 def test_unknown_estimator_is_a_setting_error(obd):
     with pytest.raises(ValueError, match="unknown estimator 'ipw'"):
         OPEConfig(estimators=("ipw",))
+
+
+def test_fewer_rows_than_folds_is_one_line(tmp_path, capsys):
+    write_open_bandit_like(tmp_path / "tiny", n=4, seed=1)
+    for policy in ("random", "bts"):  # a row at each of the 3 positions, 4 rows in all
+        path = tmp_path / "tiny" / policy / "all.csv"
+        frame = pd.read_csv(path, index_col=0)
+        frame["position"] = [1, 2, 3, 1]
+        frame.to_csv(path)
+    assert main(["ope", "--data", str(tmp_path / "tiny"), "--no-mlflow"]) == 2
+    assert "4 rows to estimate on, fewer than the 5 folds that dr and switch-dr" in (
+        capsys.readouterr().err
+    )
+    # without the cross-fitted estimators the same log is estimated
+    assert main(["ope", "--data", str(tmp_path / "tiny"), "--bootstrap", "10",
+                 "--estimators", "ips", "snips", "dm", "--no-mlflow"]) == 0  # fmt: skip
+
+
+def test_a_position_without_rows_is_one_line(obd, capsys):
+    path = obd / "bts" / "all.csv"
+    frame = pd.read_csv(path, index_col=0)
+    frame = frame[frame["position"] != frame["position"].max()]
+    frame.to_csv(path)
+    assert main(["ope", "--data", str(obd), "--no-mlflow"]) == 2
+    err = capsys.readouterr().err
+    assert "bts/all.csv" in err and "column 'position'" in err and "no row at position 3" in err

@@ -23,6 +23,7 @@ from recrl.models.ope import (
 )
 from recrl.models.ope.bootstrap import Interval
 from recrl.models.ope.policies import position_frequencies, uniform
+from recrl.pipelines.errors import UserError
 from recrl.pipelines.ope.config import OPEConfig
 from recrl.pipelines.prepare.errors import DataError, MissingInputError, SchemaMismatchError
 from recrl.pipelines.tracking import Tracker
@@ -134,6 +135,7 @@ def reward_predictions(
     """$\\hat q$ ``[n, A]`` for DM (one fit on all rows) and for DR and switch-DR
     (cross-fitted), each None when no estimator of ``estimators`` needs it. ``n_items``: the
     actions that get an intercept (the catalogue that ``features.items`` indexes)."""
+    require_fold_rows(feedback.n, model, estimators)
     args = (features, feedback.actions, feedback.rewards, n_items, model)
     q_full = q_cross = None
     if "dm" in estimators:
@@ -141,6 +143,18 @@ def reward_predictions(
     if {"dr", "switch-dr"} & set(estimators):
         q_cross = cross_fit(*args, seed=seed)
     return q_full, q_cross
+
+
+def require_fold_rows(n: int, model: RewardModelConfig, estimators) -> None:
+    """A `UserError` when DR or switch-DR are asked for on fewer rows than the reward
+    model's cross-fitting folds (each fold must hold a row to predict)."""
+    cross_fitted = {"dr", "switch-dr"} & set(estimators)
+    if cross_fitted and n < model.folds:
+        raise UserError(
+            f"{n} rows to estimate on, fewer than the {model.folds} folds that "
+            f"{' and '.join(sorted(cross_fitted))} cross-fit the reward model on: lower "
+            "--set folds, or leave those estimators out (--estimators ips snips dm)"
+        )
 
 
 def intervals(
@@ -164,10 +178,17 @@ def run_ope(config: OPEConfig, tracker: Tracker | None = None) -> list[Evaluatio
     ``_low``, ``_high``), ``.../truth``, ``.../ess`` and ``.../unlogged_mass`` to ``tracker``."""
     logs = read_open_bandit(config.data_path, config.campaign)
     n_items = logs["random"].feedback.n_actions
+    bts = logs["bts"].feedback
+    empty = sorted(set(range(N_POSITIONS)) - set(np.unique(bts.positions).tolist()))
+    if empty:  # BTS's distribution is estimated per position from its own log
+        raise DataError(
+            f"no row at position {empty[0] + 1}: the BTS policy's distribution there cannot be "
+            "estimated; give a log with rows at every position",
+            file=str(Path(config.data_path) / "bts" / f"{config.campaign}.csv"),
+            column="position",
+        )
     dists = {
-        "bts": position_frequencies(
-            logs["bts"].feedback.actions, logs["bts"].feedback.positions, n_items, N_POSITIONS
-        ),
+        "bts": position_frequencies(bts.actions, bts.positions, n_items, N_POSITIONS),
         "random": uniform(N_POSITIONS, n_items).T,
     }
     results = []

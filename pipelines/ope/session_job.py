@@ -96,13 +96,6 @@ def evaluate_target(
     not depend on the target."""
     f = inputs.feedback
     target = target_matrix(f, target)
-    cross_fitted = {"dr", "switch-dr"} & set(config.estimators)
-    if predictions is None and cross_fitted and f.n < config.reward_model.folds:
-        raise UserError(
-            f"{f.n} rows to estimate on, fewer than the {config.reward_model.folds} folds that "
-            f"{' and '.join(sorted(cross_fitted))} cross-fit the reward model on: lower "
-            "--set folds, or leave those estimators out (--estimators ips snips dm)"
-        )
     if predictions is None:
         predictions = reward_predictions(
             f, inputs.features, config.reward_model, config.estimators,
