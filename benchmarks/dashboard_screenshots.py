@@ -1,4 +1,4 @@
-"""The README's MLflow screenshots, of real runs, taken by the browser test's own page code.
+"""MLflow screenshots of real runs (README, docs/dashboard.md), by the browser test's page code.
 
     RAY_ADDRESS=local .venv/bin/python benchmarks/dashboard_screenshots.py
 
