@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -101,11 +102,16 @@ def _differences(old: dict, new: dict) -> str:
     return "; ".join(changed) or "the input files"
 
 
-def write_splits(transitions, config: PrepareConfig) -> dict[str, list[str]]:
-    """Write each split's rows as parquet shards (one Ray task per block).
+def write_splits(
+    blocks, config: PrepareConfig, transform: Callable[[pa.Table], pa.Table] | None = None
+) -> tuple[dict[str, list[str]], int]:
+    """Write each split's rows as parquet shards, one Ray task per block of ``blocks`` (a
+    Ray Dataset); returns the shard files per split and the rows written.
 
-    Writing all three splits from one pass over the blocks costs one round of tasks
-    instead of three Ray Data executions with their fixed overhead each.
+    ``transform`` turns a block into its transitions inside the same task (the windows of
+    `stages.session_transitions`), so the transitions of the whole dataset never sit in the
+    object store at once: each task holds one block's. Writing all three splits from one
+    pass over the blocks costs one round of tasks instead of three Ray Data executions.
     """
     import ray
 
@@ -114,7 +120,9 @@ def write_splits(transitions, config: PrepareConfig) -> dict[str, list[str]]:
         fs.create_dir(posixpath.join(local, name), recursive=True)
 
     @ray.remote
-    def write_block(table: pa.Table, block: int) -> dict[str, list[str]]:
+    def write_block(table: pa.Table, block: int, transform) -> tuple[dict[str, list[str]], int]:
+        if transform is not None:
+            table = transform(table)
         written: dict[str, list[str]] = {name: [] for name in SPLITS}
         for code, name in enumerate(SPLITS):
             part = stages.select_split(table, code=code)
@@ -123,11 +131,14 @@ def write_splits(transitions, config: PrepareConfig) -> dict[str, list[str]]:
                 chunk = part.slice(start, config.rows_per_shard)
                 pq.write_table(chunk, posixpath.join(local, file), filesystem=fs)
                 written[name].append(file)
-        return written
+        return written, table.num_rows
 
-    refs = transitions.to_arrow_refs()
-    results = ray.get([write_block.remote(ref, i) for i, ref in enumerate(refs)])
-    return {name: sorted(f for r in results for f in r[name]) for name in SPLITS}
+    # through the object store, once: a transform holds the kept sessions (tens of MB)
+    transform_ref = ray.put(transform)
+    refs = blocks.to_arrow_refs()
+    results = ray.get([write_block.remote(ref, i, transform_ref) for i, ref in enumerate(refs)])
+    files = {name: sorted(f for r, _ in results for f in r[name]) for name in SPLITS}
+    return files, sum(rows for _, rows in results)
 
 
 def counts_for(items: np.ndarray, ids: np.ndarray, counts: np.ndarray) -> np.ndarray:

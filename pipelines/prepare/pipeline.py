@@ -15,6 +15,7 @@ ever holds per-item and per-session summaries, not the events.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -174,31 +175,21 @@ def _build(config, adapter, sources, settings, dataset_id, source_info, timings,
 
     clock = time.perf_counter()
     logger.info(
-        "building windows of %d sessions (%d partitions)", len(kept.session_ids), num_partitions
-    )
-    # `parsed` is already grouped by session (`_group_sessions`): no second shuffle.
-    grouped = parsed.map_batches(
-        stages.tag_kept_events,
-        fn_kwargs={"kept": kept, "items": items},
-        batch_format="pyarrow",
-        batch_size=None,
-    )
-    transitions = grouped.map_batches(
-        stages.session_transitions,
-        fn_kwargs={
-            "state_len": config.state_len,
-            "pad_id": n_items,
-            "r_click": config.r_click,
-            "r_buy": config.r_buy,
-        },
-        batch_format="pyarrow",
-        batch_size=None,
-    ).materialize()
-    kept_rows = transitions.count()
-    timings["windows"] = _lap(clock)
+        "building and writing the windows of %d sessions (%d partitions)",
+        len(kept.session_ids), num_partitions,
+    )  # fmt: skip
+    # `parsed` is already grouped by session (`_group_sessions`): no second shuffle. Each
+    # block's windows are built and written by one task, never materialised together.
+    shard_files, kept_rows = write_splits(
+        parsed, config,
+        functools.partial(
+            _block_transitions, kept=kept, items=items, state_len=config.state_len,
+            pad_id=n_items, r_click=config.r_click, r_buy=config.r_buy,
+        ),
+    )  # fmt: skip
+    timings["windows_and_write"] = _lap(clock)
 
     clock = time.perf_counter()
-    shard_files = write_splits(transitions, config)
     item_counts = {c: counts_for(items, *per_split[c][:2]) for c in per_split}
     write_items(config.output_path, items, item_counts)
     write_sessions(config.output_path, kept, sessions, keep)
@@ -215,14 +206,19 @@ def _build(config, adapter, sources, settings, dataset_id, source_info, timings,
 # --- stages -------------------------------------------------------------------------
 
 
+def _block_transitions(table: pa.Table, *, kept, items, **windows) -> pa.Table:
+    """The transitions of one block of whole sessions: its kept events, encoded
+    (`stages.tag_kept_events`), then their windows (`stages.session_transitions`)."""
+    return stages.session_transitions(stages.tag_kept_events(table, kept=kept, items=items),
+                                      **windows)  # fmt: skip
+
+
 def _read_and_parse(
     adapter: Adapter, sources: list[SourceFile], config: PrepareConfig, time_format: str
 ):
-    import ray.data
-    from recrl.pipelines.prepare.datasource import NumberedFileDatasource
+    from recrl.pipelines.prepare.datasource import read_sources
 
-    datasource = NumberedFileDatasource(sources, range(len(sources)))
-    return ray.data.read_datasource(datasource).map_batches(
+    return read_sources(sources).map_batches(
         _parse_block,
         fn_kwargs={
             "adapter": adapter,
@@ -307,10 +303,14 @@ def _reduce_blocks(dataset, block_fn, *args, merge=None):
     import ray
 
     @ray.remote
-    def apply(table: pa.Table):
+    def apply(table: pa.Table, args: tuple):
         return block_fn(table, *args) if table.num_rows else None
 
-    results = [r for r in ray.get([apply.remote(ref) for ref in dataset.to_arrow_refs()]) if r]
+    # the arguments (kept sessions: tens of MB at 34M rows) go to the object store once,
+    # not into the task's definition (which Ray pickles and exports with the function)
+    args_ref = ray.put(args)
+    refs = [apply.remote(ref, args_ref) for ref in dataset.to_arrow_refs()]
+    results = [r for r in ray.get(refs) if r]
     if not results:
         return None
     return reduce(merge or (lambda a, b: a.merge(b)), results)

@@ -81,6 +81,85 @@ def read_first_line(path: str, encoding: str = "utf-8") -> str:
     return text.splitlines()[0] if text else ""
 
 
+PART_BYTES = 64 << 20
+"""Bytes of a CSV file per read task: a larger file (local, uncompressed, UTF-8) is read by
+several tasks at once, each from a line boundary (`csv_parts`)."""
+_SPLITTABLE_SUFFIXES = (".csv", ".dat", ".tsv", ".txt")
+"""Text files read in parts; any other suffix (``.gz``...) may be compressed."""
+
+
+@dataclass(frozen=True)
+class FilePart:
+    """Bytes ``[start, end)`` of a CSV file, beginning at a line that starts a row."""
+
+    start: int
+    end: int
+    first_line: int
+    """The 1-based line number of the part's first byte in the file."""
+    column_names: tuple[str, ...]
+    """The file's columns in file order (its header's, or the layout's)."""
+
+
+def csv_parts(source: SourceFile, part_bytes: int = PART_BYTES) -> list[FilePart] | None:
+    """Line-aligned byte ranges of ``source`` to read in parallel, or None to read it whole:
+    a small, compressed, non-UTF-8 or non-local file, or one whose lines end in a lone CR.
+
+    A boundary is the byte after a newline with an even number of quote characters before
+    it, so no quoted value (which may hold a line break) is cut in two; the line numbers
+    count every newline before the boundary, as the whole-file reader does.
+    """
+    layout = source.layout
+    if layout is None or source.size < 2 * part_bytes or not is_utf8(source.encoding):
+        return None
+    fs, path = resolve_filesystem(source.path)
+    if not isinstance(fs, pafs.LocalFileSystem) or not path.lower().endswith(_SPLITTABLE_SUFFIXES):
+        return None
+    if source.has_header:
+        header = read_first_line(source.path, source.encoding).split(layout.delimiter)
+        names = tuple(f.strip().strip('"') for f in header)
+    else:
+        names = tuple(layout.columns)
+    starts, first_lines = [0], [1]
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 20)
+        if head.count(b"\r") != head.count(b"\r\n"):
+            return None  # lone-CR line ends: newline counts would not be line numbers
+        handle.seek(0)
+        offset = newlines = quotes = 0  # counted over the bytes before ``offset``
+        target = part_bytes
+        while chunk := handle.read(8 << 20):
+            search = max(target - offset - 1, 0)
+            while search < len(chunk):
+                at = chunk.find(b"\n", search)
+                if at < 0:
+                    break
+                if (quotes + chunk.count(b'"', 0, at)) % 2 == 0:
+                    starts.append(offset + at + 1)
+                    first_lines.append(newlines + chunk.count(b"\n", 0, at + 1) + 1)
+                    target = offset + at + 1 + part_bytes
+                    search = max(target - offset - 1, at + 1)
+                else:  # inside a quoted value: the next newline
+                    search = at + 1
+            offset += len(chunk)
+            newlines += chunk.count(b"\n")
+            quotes += chunk.count(b'"')
+    if starts[-1] >= offset:  # the file ends at a boundary
+        starts.pop()
+        first_lines.pop()
+    ends = [*starts[1:], offset]
+    return [FilePart(start, end, line, names)
+            for start, end, line in zip(starts, ends, first_lines, strict=True)]  # fmt: skip
+
+
+def read_part(source: SourceFile, file_index: int, part: FilePart) -> Iterator[pa.Table]:
+    """The numbered rows of one part of a CSV file (`csv_parts`)."""
+    _, path = resolve_filesystem(source.path)
+    with open(path, "rb") as handle:
+        handle.seek(part.start)
+        data = handle.read(part.end - part.start)
+    yield from iter_numbered_tables(pa.BufferReader(data), source, file_index, part)
+
+
 def check_layout(path: str, layout: CsvLayout, encoding: str = "utf-8") -> bool:
     """Check the first line against the layout; returns whether the file has a header row.
 
@@ -128,11 +207,19 @@ def check_parquet_columns(path: str, required: Sequence[str]) -> None:
         )
 
 
-def _csv_reader(stream, source: SourceFile, invalid_rows: list):
+def _csv_reader(
+    stream, source: SourceFile, invalid_rows: list, part: FilePart | None = None
+):  # fmt: skip
     layout = source.layout
     assert layout is not None
+    if part is not None and part.start > 0:  # a later part: no header, names given
+        names = list(part.column_names)
+    else:
+        names = None if source.has_header else list(layout.columns)
+    # pyarrow numbers an invalid row from the start of what it reads
+    line_offset = 0 if part is None else part.first_line - 1
     read = pacsv.ReadOptions(
-        column_names=None if source.has_header else list(layout.columns),
+        column_names=names,
         use_threads=False,
         # A small file is read in one small block: a 32 MiB buffer per file would cost
         # more than parsing it (compressed sizes say nothing of the text's size).
@@ -145,7 +232,7 @@ def _csv_reader(stream, source: SourceFile, invalid_rows: list):
     )
 
     def on_invalid_row(row) -> str:
-        invalid_rows.append((row.number, row.text))
+        invalid_rows.append((None if row.number is None else row.number + line_offset, row.text))
         return "skip"
 
     parse = pacsv.ParseOptions(
@@ -162,8 +249,11 @@ def _csv_reader(stream, source: SourceFile, invalid_rows: list):
     return pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
 
 
-def iter_numbered_tables(stream, source: SourceFile, file_index: int) -> Iterator[pa.Table]:
-    """Yield the file's rows as string tables with ``_file``, ``_line`` and ``_bad`` columns.
+def iter_numbered_tables(
+    stream, source: SourceFile, file_index: int, part: FilePart | None = None
+) -> Iterator[pa.Table]:
+    """Yield the file's rows as string tables with ``_file``, ``_line`` and ``_bad`` columns
+    (``stream`` holds the bytes of ``part`` when one is given: `csv_parts`).
 
     Rows with the wrong number of fields are yielded too, with every column null, ``_drop``
     set to ``malformed_row`` and their text in ``_bad``, so they are counted, not lost.
@@ -172,17 +262,22 @@ def iter_numbered_tables(stream, source: SourceFile, file_index: int) -> Iterato
         yield from _iter_parquet(stream, file_index)
         return
     try:
-        yield from _iter_csv(stream, source, file_index)
+        yield from _iter_csv(stream, source, file_index, part)
     except pa.ArrowInvalid as error:
         if "UTF8" not in str(error) or not is_utf8(source.encoding):
             raise
         raise _encoding_error(source) from None
 
 
-def _iter_csv(stream, source: SourceFile, file_index: int) -> Iterator[pa.Table]:
+def _iter_csv(
+    stream, source: SourceFile, file_index: int, part: FilePart | None = None
+) -> Iterator[pa.Table]:  # fmt: skip
     invalid_rows: list[tuple[int, str]] = []
-    reader = _csv_reader(stream, source, invalid_rows)
-    first_line = 2 if source.has_header else 1
+    reader = _csv_reader(stream, source, invalid_rows, part)
+    if part is not None and part.start > 0:
+        first_line = part.first_line
+    else:
+        first_line = 2 if source.has_header else 1
     next_line = first_line
     pending_bad = np.empty(0, dtype=np.int64)
     for batch in reader:
