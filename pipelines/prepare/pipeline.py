@@ -113,7 +113,10 @@ def _build(config, adapter, sources, settings, dataset_id, source_info, timings,
     with _errors_of_tasks():
         parsed = _read_and_parse(adapter, sources, config, time_format).materialize()
     num_partitions = config.num_partitions or _default_partitions(parsed.count())
-    parsed = _group_sessions(parsed, config, num_partitions)
+    # only the shuffle holds the parsed blocks from here, so each is freed once mapped
+    block_refs = parsed.to_arrow_refs()
+    del parsed
+    parsed = _group_sessions(block_refs, config, num_partitions)
     stats = _reduce_blocks(parsed, stages.parsed_stats)
     if stats is None:
         raise EmptyDatasetError("the input files hold no data rows", file=config.input_path)
@@ -242,22 +245,19 @@ def _parse_block(table: pa.Table, *, adapter: Adapter, roles: list[str], config,
     return parse_block(table, adapter, roles[int(files[0])], config, time_format)
 
 
-def _group_sessions(parsed, config: PrepareConfig, num_partitions: int):
+def _group_sessions(block_refs: list, config: PrepareConfig, num_partitions: int):
     """Regroup the parsed rows so each block holds every row of its sessions, and mark
-    exact duplicate events there (found across blocks and files). Materialised."""
-    grouped = hash_shuffle(
-        parsed,
+    exact duplicate events there (found across blocks and files), in the shuffle's reduce
+    tasks. Materialised; ``block_refs`` is emptied (`hash_shuffle`)."""
+    return hash_shuffle(
+        block_refs,
         key=stages.PARTITION_KEY,
         num_partitions=num_partitions,
         map_fn=stages.with_session_key,
         map_kwargs={},
+        reduce_fn=stages.mark_duplicates,
+        reduce_kwargs={"keep": config.keep_duplicates},
     )
-    return grouped.map_batches(
-        stages.mark_duplicates,
-        fn_kwargs={"keep": config.keep_duplicates},
-        batch_format="pyarrow",
-        batch_size=None,
-    ).materialize()
 
 
 @contextlib.contextmanager

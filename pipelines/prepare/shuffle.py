@@ -27,22 +27,30 @@ def _partition(table: pa.Table, key: str, n: int) -> list[pa.Table]:
 
 
 def hash_shuffle(
-    dataset,
+    block_refs: list,
     *,
     key: str,
     num_partitions: int,
     map_fn: Callable[..., pa.Table],
     map_kwargs: dict[str, Any],
+    reduce_fn: Callable[..., pa.Table] | None = None,
+    reduce_kwargs: dict[str, Any] | None = None,
 ):
-    """Apply ``map_fn`` to every block, then regroup its rows so that each output block
-    holds all rows of a ``key`` value. Returns a Ray Dataset of ``num_partitions`` blocks.
+    """Apply ``map_fn`` to every block of ``block_refs`` (object refs of Arrow tables), then
+    regroup the rows so that each output block holds all rows of a ``key`` value, and apply
+    ``reduce_fn`` to each output block. Returns a materialised Ray Dataset of
+    ``num_partitions`` blocks.
 
-    ``map_fn(table, **map_kwargs)`` must return a table with an int64 ``key`` column.
+    ``map_fn(table, **map_kwargs)`` must return a table with an int64 ``key`` column. The
+    list ``block_refs`` is emptied: each input block is freed once its map task has read it,
+    and each map output once its reduce task has, so the data is held about twice at the
+    peak (inputs being mapped, outputs being built), not three times.
     """
     import ray
     import ray.data
 
     kwargs_ref = ray.put(map_kwargs)
+    reduce_ref = ray.put(reduce_kwargs or {})
 
     @ray.remote
     def map_and_partition(table: pa.Table, kwargs: dict) -> list[pa.Table] | pa.Table:
@@ -50,15 +58,19 @@ def hash_shuffle(
         return parts if num_partitions > 1 else parts[0]
 
     @ray.remote
-    def concatenate(*tables: pa.Table) -> pa.Table:
-        return pa.concat_tables(tables)
+    def concatenate(kwargs: dict, *tables: pa.Table) -> pa.Table:
+        table = pa.concat_tables(tables)
+        return table if reduce_fn is None else reduce_fn(table, **kwargs)
 
-    block_refs = dataset.to_arrow_refs()
-    mapped = [
-        map_and_partition.options(num_returns=num_partitions).remote(ref, kwargs_ref)
-        for ref in block_refs
-    ]
+    mapped = []
+    while block_refs:  # the caller's list: no reference to a mapped input stays behind
+        ref = block_refs.pop(0)
+        mapped.append(map_and_partition.options(num_returns=num_partitions).remote(ref, kwargs_ref))
+        del ref
     if num_partitions == 1:
         mapped = [[m] for m in mapped]
-    reduced = [concatenate.remote(*[m[j] for m in mapped]) for j in range(num_partitions)]
+    reduced = [
+        concatenate.remote(reduce_ref, *[m[j] for m in mapped]) for j in range(num_partitions)
+    ]
+    del mapped
     return ray.data.from_arrow_refs(reduced)
