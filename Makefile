@@ -30,9 +30,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest --durations=15
 
-# The unit tier: no Ray runtime, no services, a tenth of the fuzzing; about a minute.
+# The unit tier: no Ray runtime, no services, a tenth of the fuzzing, one pytest worker per
+# CPU (pytest-xdist); 45 s on 2 cores.
 test-fast: lint
-	RECRL_FUZZ_FILES=200 $(BIN)/python -m pytest -m 'unit and not slow'
+	RECRL_FUZZ_FILES=200 $(BIN)/python -m pytest -m 'unit and not slow' -n auto
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/prepare_bench.py
