@@ -241,3 +241,17 @@ def test_partition_puts_every_row_in_key_mod_n(n):
 def test_partition_of_an_empty_table():
     parts = _partition(pa.table({"key": pa.array([], pa.int64())}), "key", 4)
     assert [p.num_rows for p in parts] == [0, 0, 0, 0]
+
+
+def test_dedup_and_count_counts_every_row_and_keeps_the_valid_ones_narrow():
+    repeat = parsed_block([(1, 10, 100, False, 0, 2, 1, None)])  # block A's first row again
+    block = pa.concat_tables([BLOCK_A, repeat])
+    narrow, stats = stages.dedup_and_count(block)
+    assert stats.rows == 7
+    assert dict(stats.drops) == {"invalid_timestamp": 2, "malformed_row": 1, "duplicate_event": 1}
+    assert stats.examples["duplicate_event"][:2] == (2, 1)  # the later file's copy is dropped
+    assert narrow.column_names == list(stages.VALID_COLUMNS)
+    assert narrow.column(schema.SESSION_ID).to_pylist() == [1, 1, 2]
+    assert narrow.column(schema.DROP).to_pylist() == [0, 0, 0]
+    empty, none = stages.dedup_and_count(block.slice(0, 0))
+    assert empty.num_rows == 0 and none.rows == 0

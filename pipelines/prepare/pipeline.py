@@ -116,8 +116,7 @@ def _build(config, adapter, sources, settings, dataset_id, source_info, timings,
     # only the shuffle holds the parsed blocks from here, so each is freed once mapped
     block_refs = parsed.to_arrow_refs()
     del parsed
-    parsed = _group_sessions(block_refs, config, num_partitions)
-    stats = _reduce_blocks(parsed, stages.parsed_stats)
+    parsed, stats = _group_sessions(block_refs, config, num_partitions)
     if stats is None:
         raise EmptyDatasetError("the input files hold no data rows", file=config.input_path)
     drops = dict(stats.drops)
@@ -132,7 +131,7 @@ def _build(config, adapter, sources, settings, dataset_id, source_info, timings,
     if config.min_item_count > 0:
         rare_items = stats.item_ids[stats.item_counts <= config.min_item_count]
         # Session totals must not count the rows the item filter removes.
-        stats.sessions = _reduce_blocks(parsed, stages.parsed_stats, rare_items).sessions
+        stats.sessions = _reduce_blocks(parsed, stages.valid_sessions, rare_items)
     drops["rare_item"] = (
         0
         if rare_items is None
@@ -246,18 +245,24 @@ def _parse_block(table: pa.Table, *, adapter: Adapter, roles: list[str], config,
 
 
 def _group_sessions(block_refs: list, config: PrepareConfig, num_partitions: int):
-    """Regroup the parsed rows so each block holds every row of its sessions, and mark
-    exact duplicate events there (found across blocks and files), in the shuffle's reduce
-    tasks. Materialised; ``block_refs`` is emptied (`hash_shuffle`)."""
-    return hash_shuffle(
+    """Regroup the parsed rows so each block holds every row of its sessions, mark exact
+    duplicate events there (found across blocks and files) and count every block's rows per
+    drop reason, in the shuffle's reduce tasks (`stages.dedup_and_count`). Returns the
+    session blocks (materialised, valid rows only) and the merged `ParsedStats` (None when
+    there are no rows); ``block_refs`` is emptied (`hash_shuffle`)."""
+    import ray
+
+    grouped, stats_refs = hash_shuffle(
         block_refs,
         key=stages.PARTITION_KEY,
         num_partitions=num_partitions,
         map_fn=stages.with_session_key,
         map_kwargs={},
-        reduce_fn=stages.mark_duplicates,
+        reduce_fn=stages.dedup_and_count,
         reduce_kwargs={"keep": config.keep_duplicates},
     )
+    counted = [s for s in ray.get(stats_refs) if s.rows]
+    return grouped, reduce(lambda a, b: a.merge(b), counted) if counted else None
 
 
 @contextlib.contextmanager

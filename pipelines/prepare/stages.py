@@ -139,13 +139,35 @@ def parsed_stats(table: pa.Table, rare_items: np.ndarray | None = None) -> Parse
     valid = drop == schema.KEPT
     items = table.column(schema.ITEM_ID).to_numpy(zero_copy_only=False)
     stats.item_ids, _, stats.item_counts = _unique_counts(items[valid])
+    stats.sessions = valid_sessions(table, rare_items)
+    return stats
+
+
+def valid_sessions(table: pa.Table, rare_items: np.ndarray | None = None) -> SessionSummary:
+    """Per-session totals of a block's valid rows whose item is not in ``rare_items``."""
     in_sessions = _valid_rows(table, rare_items)
-    stats.sessions = SessionSummary.of(
+    return SessionSummary.of(
         table.column(schema.SESSION_ID).to_numpy(zero_copy_only=False)[in_sessions],
         _bool_column(table, schema.IS_BUY)[in_sessions],
         _column(table, schema.TIMESTAMP)[in_sessions],
     )
-    return stats
+
+
+VALID_COLUMNS = (schema.SESSION_ID, schema.TIMESTAMP, schema.ITEM_ID, schema.IS_BUY, schema.DROP)
+"""What the stages after the counts read of a row: its place in the file (``_file``,
+``_line``) and raw text (``_bad``) only serve the counts' examples."""
+
+
+def dedup_and_count(table: pa.Table, *, keep: bool = False) -> tuple[pa.Table, ParsedStats]:
+    """A session block after the shuffle: duplicates marked (`mark_duplicates`), counted
+    (`parsed_stats`), then only its valid rows in `VALID_COLUMNS` kept, so the block that
+    stays in the object store for the later stages is about a third smaller."""
+    table = mark_duplicates(table, keep=keep)
+    if table.num_rows == 0:  # a partition no session hashed to
+        return table.select(list(VALID_COLUMNS)), ParsedStats()
+    stats = parsed_stats(table)
+    valid = pc.equal(table.column(schema.DROP), schema.KEPT)
+    return table.filter(valid).select(list(VALID_COLUMNS)), stats
 
 
 def _bool_column(table: pa.Table, name: str) -> np.ndarray:
