@@ -16,17 +16,12 @@ from recrl.models.bandits.two_stage import TwoStageConfig, TwoStagePolicy, topic
 from recrl.pipelines.cli import build_parser
 from recrl.pipelines.commands.bandit import bandit_config
 
-ML100K_TOPIC_SIZES = [2, 251, 60, 35, 48, 426, 74, 49, 531, 1, 14, 62, 9, 20, 31, 15, 36, 5, 13]
-"""Items per first genre of MovieLens-100K (19 topics, 1,682 items)."""
+from benchmarks.two_stage_tables import ML100K_GENRE_ITEMS
+
+ML100K_TOPIC_SIZES = list(ML100K_GENRE_ITEMS)  # items per first genre: 19 topics, 1,682 items
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors
 
 
 def ranked_context(n_items: int, dtype: torch.dtype = torch.float64) -> BanditContext:

@@ -16,12 +16,7 @@ from recrl.pipelines.settings import apply_settings
 SMALL = SequenceRepresentationConfig(hidden_size=8, max_len=4, steps_per_refit=60, batch_size=64)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors
 
 
 def test_states_are_the_last_items_left_padded():

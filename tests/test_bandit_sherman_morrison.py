@@ -20,13 +20,7 @@ from recrl.models.bandits.sherman_morrison import (
     sherman_morrison_update,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors
 
 
 def test_rank_one_updates_equal_a_fresh_inverse_after_many_steps():

@@ -19,13 +19,7 @@ from recrl.envs.user_choice_env import UserChoiceConfig, UserChoiceEnv
 
 from tests.conftest import shared_dataset
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors
 
 
 def test_best_f1_threshold_by_hand():

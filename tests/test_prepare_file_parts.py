@@ -1,5 +1,5 @@
 """A large CSV file read in line-aligned parts gives the rows, line numbers and malformed
-rows of reading it whole (`reading.csv_parts`)."""
+rows of reading it whole (`file_parts.csv_parts`)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,8 @@ import itertools
 
 import pyarrow as pa
 import pytest
-from recrl.pipelines.prepare.reading import (
-    CsvLayout,
-    SourceFile,
-    csv_parts,
-    iter_numbered_tables,
-    read_part,
-)
+from recrl.pipelines.prepare.file_parts import csv_parts, read_part
+from recrl.pipelines.prepare.reading import CsvLayout, SourceFile, iter_numbered_tables
 
 LAYOUT = CsvLayout(columns=("session_id", "timestamp", "item_id"),
                    required=("session_id", "timestamp", "item_id"))  # fmt: skip

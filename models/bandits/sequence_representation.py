@@ -46,6 +46,18 @@ class SequenceRepresentationConfig:
     """Rows per minibatch (drawn uniformly from everything observed)."""
 
 
+def encoder_adam_step(encoder: SASRecEncoder, optimisers: dict[str, Adam], loss: Tensor) -> None:
+    """One step of ``optimisers`` (an `Adam` per named parameter of ``encoder``) on ``loss``;
+    the item table's padding row stays zero."""
+    encoder.zero_grad(set_to_none=True)
+    loss.backward()
+    with torch.no_grad():
+        for name, parameter in encoder.named_parameters():
+            if parameter.grad is not None:
+                optimisers[name].step(parameter.grad)
+        encoder.item_embedding.weight[encoder.item_embedding.padding_idx].zero_()
+
+
 class SequenceRepresentation:
     """Online SASRec two-tower: observe rows, refit, read embeddings and MC predictions."""
 
@@ -136,13 +148,7 @@ class SequenceRepresentation:
                 weight = self.encoder.item_embedding.weight[items[rows]]
                 logits = (s * weight).sum(-1) + self.encoder.supervised_bias[items[rows]]
                 loss = F.binary_cross_entropy_with_logits(logits, targets[rows])
-                self.encoder.zero_grad(set_to_none=True)
-                loss.backward()
-                with torch.no_grad():
-                    for name, parameter in self.encoder.named_parameters():
-                        if parameter.grad is not None:
-                            self._optimisers[name].step(parameter.grad)
-                    self.encoder.item_embedding.weight[self.n_items].zero_()  # pad row stays 0
+                encoder_adam_step(self.encoder, self._optimisers, loss)
         finally:
             self.encoder.eval()
         return float(loss.detach())

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from recrl.models.bandits.adam import Adam
 from recrl.models.bandits.interface import BanditContext, BanditPolicy, Feedback
 from recrl.models.bandits.registry import PolicySizes, make_policy
+from recrl.models.bandits.sequence_representation import encoder_adam_step
 from recrl.models.sasrec.encoder import SASRecConfig, SASRecEncoder
 from recrl.pipelines.bandit.rolling_data import (
     NextClicks,
@@ -196,13 +197,7 @@ class NextClickModel:
                 state = self.encoder.encode(examples.state[rows], examples.length[rows])
                 logits = self.encoder.supervised_logits(state)
                 loss = F.cross_entropy(logits, examples.target[rows])
-                self.encoder.zero_grad(set_to_none=True)
-                loss.backward()
-                with torch.no_grad():
-                    for name, parameter in self.encoder.named_parameters():
-                        if parameter.grad is not None:
-                            self._optimisers[name].step(parameter.grad)
-                    self.encoder.item_embedding.weight[self.n_items].zero_()  # pad row stays 0
+                encoder_adam_step(self.encoder, self._optimisers, loss)
         finally:
             self.encoder.eval()
         return float(loss.detach())

@@ -2,7 +2,7 @@
 
 Ray's own CSV reader loses the line number of a row; ours keeps it (and the file) so bad
 values found in a distributed parse can be reported at their place in the file. A large CSV
-file is read in line-aligned parts by several tasks at once (`reading.csv_parts`).
+file is read in line-aligned parts by several tasks at once (`file_parts.csv_parts`).
 """
 
 from __future__ import annotations
@@ -12,14 +12,8 @@ from collections.abc import Iterator, Sequence
 
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, FileBasedDatasource, ReadTask
-from recrl.pipelines.prepare.reading import (
-    FilePart,
-    SourceFile,
-    csv_parts,
-    iter_numbered_tables,
-    read_part,
-    resolve_filesystem,
-)
+from recrl.pipelines.prepare.file_parts import FilePart, csv_parts, read_part
+from recrl.pipelines.prepare.reading import SourceFile, iter_numbered_tables, resolve_filesystem
 
 
 class NumberedFileDatasource(FileBasedDatasource):
@@ -54,7 +48,7 @@ class NumberedFileDatasource(FileBasedDatasource):
 
 
 class FilePartsDatasource(Datasource):
-    """Reads the parts of large CSV files (`reading.csv_parts`), one read task per part, so
+    """Reads the parts of large CSV files (`file_parts.csv_parts`), one read task per part, so
     one big file is read by as many tasks as the cluster has CPUs for."""
 
     def __init__(self, parts: Sequence[tuple[SourceFile, int, FilePart]]) -> None:

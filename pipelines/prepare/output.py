@@ -103,7 +103,7 @@ def _differences(old: dict, new: dict) -> str:
 
 
 def write_splits(
-    blocks, config: PrepareConfig, transform: Callable[[pa.Table], pa.Table] | None = None
+    blocks, config: PrepareConfig, transform: Callable[[pa.Table], pa.Table]
 ) -> tuple[dict[str, list[str]], int]:
     """Write each split's rows as parquet shards, one Ray task per block of ``blocks`` (a
     Ray Dataset); returns the shard files per split and the rows written.
@@ -121,8 +121,7 @@ def write_splits(
 
     @ray.remote
     def write_block(table: pa.Table, block: int, transform) -> tuple[dict[str, list[str]], int]:
-        if transform is not None:
-            table = transform(table)
+        table = transform(table)
         written: dict[str, list[str]] = {name: [] for name in SPLITS}
         for code, name in enumerate(SPLITS):
             part = stages.select_split(table, code=code)

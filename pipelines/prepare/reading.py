@@ -11,6 +11,7 @@ import codecs
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +21,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from recrl.pipelines.prepare import schema
 from recrl.pipelines.prepare.errors import DataError, MissingInputError, SchemaMismatchError
+
+if TYPE_CHECKING:
+    from recrl.pipelines.prepare.file_parts import FilePart
 
 
 @dataclass(frozen=True)
@@ -81,83 +85,9 @@ def read_first_line(path: str, encoding: str = "utf-8") -> str:
     return text.splitlines()[0] if text else ""
 
 
-PART_BYTES = 64 << 20
-"""Bytes of a CSV file per read task: a larger file (local, uncompressed, UTF-8) is read by
-several tasks at once, each from a line boundary (`csv_parts`)."""
-_SPLITTABLE_SUFFIXES = (".csv", ".dat", ".tsv", ".txt")
-"""Text files read in parts; any other suffix (``.gz``...) may be compressed."""
-
-
-@dataclass(frozen=True)
-class FilePart:
-    """Bytes ``[start, end)`` of a CSV file, beginning at a line that starts a row."""
-
-    start: int
-    end: int
-    first_line: int
-    """The 1-based line number of the part's first byte in the file."""
-    column_names: tuple[str, ...]
-    """The file's columns in file order (its header's, or the layout's)."""
-
-
-def csv_parts(source: SourceFile, part_bytes: int = PART_BYTES) -> list[FilePart] | None:
-    """Line-aligned byte ranges of ``source`` to read in parallel, or None to read it whole:
-    a small, compressed, non-UTF-8 or non-local file, or one whose lines end in a lone CR.
-
-    A boundary is the byte after a newline with an even number of quote characters before
-    it, so no quoted value (which may hold a line break) is cut in two; the line numbers
-    count every newline before the boundary, as the whole-file reader does.
-    """
-    layout = source.layout
-    if layout is None or source.size < 2 * part_bytes or not is_utf8(source.encoding):
-        return None
-    fs, path = resolve_filesystem(source.path)
-    if not isinstance(fs, pafs.LocalFileSystem) or not path.lower().endswith(_SPLITTABLE_SUFFIXES):
-        return None
-    if source.has_header:
-        header = read_first_line(source.path, source.encoding).split(layout.delimiter)
-        names = tuple(f.strip().strip('"') for f in header)
-    else:
-        names = tuple(layout.columns)
-    starts, first_lines = [0], [1]
-    with open(path, "rb") as handle:
-        head = handle.read(1 << 20)
-        if head.count(b"\r") != head.count(b"\r\n"):
-            return None  # lone-CR line ends: newline counts would not be line numbers
-        handle.seek(0)
-        offset = newlines = quotes = 0  # counted over the bytes before ``offset``
-        target = part_bytes
-        while chunk := handle.read(8 << 20):
-            search = max(target - offset - 1, 0)
-            while search < len(chunk):
-                at = chunk.find(b"\n", search)
-                if at < 0:
-                    break
-                if (quotes + chunk.count(b'"', 0, at)) % 2 == 0:
-                    starts.append(offset + at + 1)
-                    first_lines.append(newlines + chunk.count(b"\n", 0, at + 1) + 1)
-                    target = offset + at + 1 + part_bytes
-                    search = max(target - offset - 1, at + 1)
-                else:  # inside a quoted value: the next newline
-                    search = at + 1
-            offset += len(chunk)
-            newlines += chunk.count(b"\n")
-            quotes += chunk.count(b'"')
-    if starts[-1] >= offset:  # the file ends at a boundary
-        starts.pop()
-        first_lines.pop()
-    ends = [*starts[1:], offset]
-    return [FilePart(start, end, line, names)
-            for start, end, line in zip(starts, ends, first_lines, strict=True)]  # fmt: skip
-
-
-def read_part(source: SourceFile, file_index: int, part: FilePart) -> Iterator[pa.Table]:
-    """The numbered rows of one part of a CSV file (`csv_parts`)."""
-    _, path = resolve_filesystem(source.path)
-    with open(path, "rb") as handle:
-        handle.seek(part.start)
-        data = handle.read(part.end - part.start)
-    yield from iter_numbered_tables(pa.BufferReader(data), source, file_index, part)
+def line_fields(line: str, layout: CsvLayout) -> list[str]:
+    """The fields of a header line, unquoted and stripped."""
+    return [f.strip().strip('"') for f in line.split(layout.delimiter)]
 
 
 def check_layout(path: str, layout: CsvLayout, encoding: str = "utf-8") -> bool:
@@ -168,7 +98,7 @@ def check_layout(path: str, layout: CsvLayout, encoding: str = "utf-8") -> bool:
     first = read_first_line(path, encoding)
     if not first:
         raise SchemaMismatchError("file is empty", file=path, line=1)
-    fields = [f.strip().strip('"') for f in first.split(layout.delimiter)]
+    fields = line_fields(first, layout)
     # Data rows never hold a column name, so one known name marks a header (whose missing
     # columns are then reported) rather than a data row of a headerless file.
     looks_like_header = any(f in layout.columns for f in fields if f)
@@ -253,7 +183,7 @@ def iter_numbered_tables(
     stream, source: SourceFile, file_index: int, part: FilePart | None = None
 ) -> Iterator[pa.Table]:
     """Yield the file's rows as string tables with ``_file``, ``_line`` and ``_bad`` columns
-    (``stream`` holds the bytes of ``part`` when one is given: `csv_parts`).
+    (``stream`` holds the bytes of ``part`` when one is given: `file_parts.csv_parts`).
 
     Rows with the wrong number of fields are yielded too, with every column null, ``_drop``
     set to ``malformed_row`` and their text in ``_bad``, so they are counted, not lost.

@@ -33,14 +33,14 @@ def hash_shuffle(
     num_partitions: int,
     map_fn: Callable[..., pa.Table],
     map_kwargs: dict[str, Any],
-    reduce_fn: Callable[..., tuple[pa.Table, Any]] | None = None,
-    reduce_kwargs: dict[str, Any] | None = None,
+    reduce_fn: Callable[..., tuple[pa.Table, Any]],
+    reduce_kwargs: dict[str, Any],
 ):
-    """Apply ``map_fn`` to every block of ``block_refs`` (object refs of Arrow tables), then
-    regroup the rows so that each output block holds all rows of a ``key`` value. Returns a
-    materialised Ray Dataset of ``num_partitions`` blocks and, when ``reduce_fn`` is given,
-    the refs of what it returned beside each block: ``reduce_fn(block, **reduce_kwargs)``
-    returns ``(block, extra)`` and runs in the task that builds the block.
+    """Apply ``map_fn`` to every block of ``block_refs`` (object refs of Arrow tables),
+    regroup the rows so that each output block holds all rows of a ``key`` value, and apply
+    ``reduce_fn`` to each output block in the task that builds it. Returns a materialised
+    Ray Dataset of ``num_partitions`` blocks and the refs of what ``reduce_fn`` returned
+    beside each: ``reduce_fn(block, **reduce_kwargs)`` returns ``(block, extra)``.
 
     ``map_fn(table, **map_kwargs)`` must return a table with an int64 ``key`` column. The
     list ``block_refs`` is emptied: each input block is freed once its map task has read it,
@@ -51,17 +51,16 @@ def hash_shuffle(
     import ray.data
 
     kwargs_ref = ray.put(map_kwargs)
-    reduce_ref = ray.put(reduce_kwargs or {})
+    reduce_ref = ray.put(reduce_kwargs)
 
     @ray.remote
     def map_and_partition(table: pa.Table, kwargs: dict) -> list[pa.Table] | pa.Table:
         parts = _partition(map_fn(table, **kwargs), key, num_partitions)
         return parts if num_partitions > 1 else parts[0]
 
-    @ray.remote
-    def concatenate(kwargs: dict, *tables: pa.Table):
-        table = pa.concat_tables(tables)
-        return table if reduce_fn is None else reduce_fn(table, **kwargs)
+    @ray.remote(num_returns=2)
+    def concatenate_and_reduce(kwargs: dict, *tables: pa.Table) -> tuple[pa.Table, Any]:
+        return reduce_fn(pa.concat_tables(tables), **kwargs)
 
     mapped = []
     while block_refs:  # the caller's list: no reference to a mapped input stays behind
@@ -70,12 +69,9 @@ def hash_shuffle(
         del ref
     if num_partitions == 1:
         mapped = [[m] for m in mapped]
-    returns = 1 if reduce_fn is None else 2
     reduced = [
-        concatenate.options(num_returns=returns).remote(reduce_ref, *[m[j] for m in mapped])
+        concatenate_and_reduce.remote(reduce_ref, *[m[j] for m in mapped])
         for j in range(num_partitions)
     ]
     del mapped
-    if reduce_fn is None:
-        return ray.data.from_arrow_refs(reduced)
     return ray.data.from_arrow_refs([r[0] for r in reduced]), [r[1] for r in reduced]
